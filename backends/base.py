@@ -1,0 +1,64 @@
+"""The one interface every device backend implements.
+
+A backend object is one *instance* of one model on one device: the scheduler
+creates ``config.instances`` of them and hands each request to exactly one.
+``run`` is called from a single thread at a time per instance, so a backend needs
+no locking of its own.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Mapping
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from serve.config import ModelConfig
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot run on this machine (missing package, device or tool).
+
+    The message says what is missing and how to get it; the server never falls back
+    to another device silently.
+    """
+
+
+class ModelLoadFailed(RuntimeError):
+    """The model file could not be loaded by this backend (corrupt, unsupported op...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStats:
+    """What a device reports about one run besides its outputs (the FPGA's cycle model)."""
+
+    cycles: int
+    seconds: float  # modeled device time: cycles / clock
+    mac_utilisation: float  # useful MACs / (array MACs * cycles), 0..1
+
+
+class Backend(ABC):
+    """One model instance on one device."""
+
+    device: ClassVar[str]  # metrics label: "cpu", "gpu", "fpga", "null"
+
+    def __init__(self, config: "ModelConfig", instance: int = 0) -> None:
+        self.config = config
+        self.instance = instance
+
+    @abstractmethod
+    def load(self, model_path: Path) -> None:
+        """Load (and compile) the model; raise ModelLoadFailed with a clear reason."""
+
+    @abstractmethod
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch-1 request; inputs were already validated against the signature."""
+
+    def close(self) -> None:
+        """Release the device's resources. Default: nothing to release."""
+
+    def last_device_stats(self) -> DeviceStats | None:
+        """Device-side figures of the last ``run``; None where the device has none."""
+        return None

@@ -1,0 +1,51 @@
+"""The ``serve`` command line.
+
+Each subcommand lives in a module with a ``register(subparsers)`` function that adds
+its parser and sets ``func``; heavy imports happen inside the command, not here, so
+``serve --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Modules contributing subcommands, in the order ``serve --help`` lists them.
+COMMAND_MODULES = (
+    "serve.commands",
+    "models.convert.cli",
+    "models.quantize.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="serve",
+        description="bwserve: batch-1 DNN inference over KServe v2 gRPC on CPU, GPU or a simulated FPGA.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue  # that part of the toolchain is not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
