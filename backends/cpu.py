@@ -1,0 +1,62 @@
+"""The CPU backend: onnxruntime's CPU execution provider, set up for batch-1 latency.
+
+Session options (see benchmarks/cpu_session_options.py for the measurements):
+- intra-op threads: ``config.threads`` if set, else the machine's cores divided
+  among the model's instances, so that N instances do not oversubscribe the CPU;
+- no inter-op parallelism (sequential execution): at batch 1 the graph is a chain;
+- full graph optimisation, done once at load.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from backends.base import Backend, ModelLoadFailed
+
+
+def default_threads(instances: int) -> int:
+    """Intra-op threads per instance: the cores this process may use, shared out."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // instances)
+
+
+class OnnxRuntimeBackend(Backend):
+    """Shared by the CPU and GPU backends: one onnxruntime session per instance."""
+
+    providers: tuple = ("CPUExecutionProvider",)
+
+    def session_options(self):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = self.config.threads or default_threads(self.config.instances)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        return options
+
+    def load(self, model_path: Path) -> None:
+        import onnxruntime as ort
+
+        try:
+            self.session = ort.InferenceSession(
+                str(model_path), sess_options=self.session_options(), providers=list(self.providers))
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelLoadFailed(f"onnxruntime cannot load {model_path.name}: {exc}") from exc
+        self._output_names = [o.name for o in self.session.get_outputs()]
+        self._run = self.session.run
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self._output_names, self._run(self._output_names, inputs)))
+
+    def close(self) -> None:
+        self.session = None
+        self._run = None
+
+
+class CpuBackend(OnnxRuntimeBackend):
+    device = "cpu"

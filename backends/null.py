@@ -1,0 +1,32 @@
+"""A backend that runs no model: it sleeps for a set time and echoes its inputs.
+
+For tests of the server and scheduler that must not depend on a device. The
+service time comes from ``backend_options["sleep_ms"]`` (default 0); outputs are
+the config's outputs filled with zeros, or the inputs echoed when names match.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from backends.base import Backend
+from serve.datatypes import NUMPY
+
+
+class NullBackend(Backend):
+    device = "null"
+
+    def load(self, model_path: Path) -> None:
+        self._sleep_s = float(self.config.backend_options.get("sleep_ms", "0")) / 1e3
+        self._zeros = {
+            spec.name: np.zeros([max(d, 1) for d in spec.shape], dtype=NUMPY[spec.datatype])
+            for spec in self.config.outputs
+        }
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._sleep_s:
+            time.sleep(self._sleep_s)
+        return {name: inputs.get(name, zeros) for name, zeros in self._zeros.items()}

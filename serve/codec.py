@@ -1,0 +1,176 @@
+"""Request tensors in, response tensors out: the per-request hot path.
+
+A ``Codec`` is built once per loaded model from its signature, so decoding a
+request is dictionary look-ups, shape checks and ``np.frombuffer`` views over the
+request's own bytes (no copy). Every mismatch raises ``InvalidInput`` naming the
+tensor, what came and what was expected.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from math import prod
+from typing import Mapping
+
+import numpy as np
+
+from protos import inference_pb2 as pb
+from serve.config import TensorSpec
+from serve.datatypes import CONTENTS_FIELD, FROM_NUMPY, NUMPY
+from serve.errors import InvalidInput
+
+_LEN = struct.Struct("<I")
+
+
+@dataclass(frozen=True, slots=True)
+class _Input:
+    spec: TensorSpec
+    dtype: np.dtype
+    fixed_nbytes: int | None  # byte size when every dimension is fixed
+
+
+def _shape_text(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def decode_bytes(raw: bytes, count: int, name: str) -> np.ndarray:
+    """Parse BYTES raw contents: each element a 4-byte little-endian length, then the bytes."""
+    out = np.empty(count, dtype=object)
+    pos, end = 0, len(raw)
+    for i in range(count):
+        if pos + 4 > end:
+            raise InvalidInput(f"input '{name}': BYTES contents end after {i} of {count} elements")
+        (n,) = _LEN.unpack_from(raw, pos)
+        pos += 4
+        if pos + n > end:
+            raise InvalidInput(f"input '{name}': BYTES element {i} claims {n} bytes, only {end - pos} left")
+        out[i] = raw[pos:pos + n]
+        pos += n
+    if pos != end:
+        raise InvalidInput(f"input '{name}': {end - pos} bytes left over after {count} BYTES elements")
+    return out
+
+
+def encode_bytes(array: np.ndarray) -> bytes:
+    parts = []
+    for item in array.ravel():
+        data = item.encode() if isinstance(item, str) else bytes(item)
+        parts.append(_LEN.pack(len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+class Codec:
+    """Decodes ModelInferRequests and encodes responses for one model signature."""
+
+    def __init__(self, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]) -> None:
+        self._inputs: dict[str, _Input] = {}
+        for spec in inputs:
+            dtype = NUMPY[spec.datatype]
+            fixed = None
+            if spec.datatype != "BYTES" and all(d >= 0 for d in spec.shape):
+                fixed = prod(spec.shape) * dtype.itemsize
+            self._inputs[spec.name] = _Input(spec, dtype, fixed)
+        self._output_names = frozenset(spec.name for spec in outputs)
+        self._expected = ", ".join(
+            f"{s.name} {s.datatype}{_shape_text(s.shape)}" for s in inputs)
+
+    # -- requests ---------------------------------------------------------
+
+    def decode(self, request: pb.ModelInferRequest) -> dict[str, np.ndarray]:
+        """The request's inputs as numpy arrays, checked against the signature."""
+        tensors = request.inputs
+        raw = request.raw_input_contents
+        if raw and len(raw) != len(tensors):
+            raise InvalidInput(
+                f"{len(raw)} raw_input_contents for {len(tensors)} inputs: when raw contents are "
+                "used every input must have one, in the order of `inputs`")
+        arrays: dict[str, np.ndarray] = {}
+        for index, tensor in enumerate(tensors):
+            name = tensor.name
+            entry = self._inputs.get(name)
+            if entry is None:
+                raise InvalidInput(f"unexpected input '{name}'; the model takes: {self._expected}")
+            if name in arrays:
+                raise InvalidInput(f"input '{name}' is given more than once")
+            spec = entry.spec
+            if tensor.datatype != spec.datatype:
+                raise InvalidInput(
+                    f"input '{name}': datatype {tensor.datatype or '(empty)'}, expected {spec.datatype}")
+            shape = tuple(tensor.shape)
+            if len(shape) != len(spec.shape) or any(
+                    d != s and (s != -1 or d < 0) for d, s in zip(shape, spec.shape)):
+                raise InvalidInput(
+                    f"input '{name}': shape {_shape_text(shape)}, expected {_shape_text(spec.shape)}")
+            if raw:
+                arrays[name] = self._from_raw(entry, shape, raw[index])
+            else:
+                arrays[name] = self._from_contents(entry, shape, tensor)
+        if len(arrays) != len(self._inputs):
+            missing = [n for n in self._inputs if n not in arrays]
+            raise InvalidInput(f"missing input(s) {', '.join(missing)}; the model takes: {self._expected}")
+        return arrays
+
+    @staticmethod
+    def _from_raw(entry: _Input, shape: tuple[int, ...], data: bytes) -> np.ndarray:
+        spec = entry.spec
+        if spec.datatype == "BYTES":
+            return decode_bytes(data, prod(shape), spec.name).reshape(shape)
+        expected = entry.fixed_nbytes
+        if expected is None:
+            expected = prod(shape) * entry.dtype.itemsize
+        if len(data) != expected:
+            raise InvalidInput(
+                f"input '{spec.name}': {len(data)} bytes of raw contents, expected {expected} "
+                f"for {spec.datatype}{_shape_text(shape)}")
+        # A read-only view of the request's bytes: no copy.
+        return np.frombuffer(data, dtype=entry.dtype).reshape(shape)
+
+    @staticmethod
+    def _from_contents(entry: _Input, shape: tuple[int, ...], tensor) -> np.ndarray:
+        spec = entry.spec
+        field = CONTENTS_FIELD.get(spec.datatype)
+        if field is None:
+            raise InvalidInput(f"input '{spec.name}': {spec.datatype} must be sent as raw_input_contents")
+        values = getattr(tensor.contents, field)
+        count = prod(shape)
+        if len(values) != count:
+            raise InvalidInput(
+                f"input '{spec.name}': {len(values)} values in contents.{field}, expected {count} "
+                f"for shape {_shape_text(shape)}")
+        if spec.datatype == "BYTES":
+            array = np.empty(count, dtype=object)
+            array[:] = list(values)
+            return array.reshape(shape)
+        if spec.datatype not in ("BOOL", "FP32", "FP64"):
+            info = np.iinfo(entry.dtype)
+            if count and (min(values) < info.min or max(values) > info.max):
+                raise InvalidInput(
+                    f"input '{spec.name}': a value in contents.{field} is outside {spec.datatype}'s range")
+        return np.array(values, dtype=entry.dtype).reshape(shape)
+
+    # -- responses --------------------------------------------------------
+
+    def check_requested(self, request: pb.ModelInferRequest) -> tuple[str, ...] | None:
+        """Names of the outputs the client asked for (None: all of them)."""
+        if not request.outputs:
+            return None
+        names = tuple(o.name for o in request.outputs)
+        unknown = [n for n in names if n not in self._output_names]
+        if unknown:
+            raise InvalidInput(
+                f"unknown requested output(s) {', '.join(unknown)}; the model has {', '.join(sorted(self._output_names))}")
+        return names
+
+    @staticmethod
+    def encode(outputs: Mapping[str, np.ndarray], names: tuple[str, ...] | None,
+               response: pb.ModelInferResponse) -> None:
+        """Append the outputs (all, or ``names`` in that order) as raw contents."""
+        raw = response.raw_output_contents
+        for name in (names if names is not None else outputs):
+            array = outputs[name]
+            datatype = FROM_NUMPY.get(array.dtype)
+            if datatype is None:
+                raise TypeError(f"output '{name}' has dtype {array.dtype}, which KServe v2 cannot carry")
+            response.outputs.add(name=name, datatype=datatype, shape=array.shape)
+            raw.append(encode_bytes(array) if datatype == "BYTES" else array.tobytes())

@@ -1,0 +1,267 @@
+"""``serve deploy | start | list | undeploy | infer | bench``."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_REPO = Path(os.environ.get("BWSERVE_REPO", "model_repository"))
+
+
+def _add_server_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    p.add_argument("--port", type=int, default=8001, help="gRPC port; 0 picks a free one (default %(default)s)")
+    p.add_argument("--metrics-port", type=int, default=8002,
+                   help="Prometheus /metrics port; 0 picks a free one, -1 disables (default %(default)s)")
+
+
+def _add_repo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repo", type=Path, default=DEFAULT_REPO,
+                   help="model repository directory (default $BWSERVE_REPO or ./%(default)s)")
+
+
+def _add_target(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", default="127.0.0.1:8001", help="address of a running server (default %(default)s)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("deploy", help="add a model to the repository and serve it",
+                       description="Write a model into the repository and load it into the server at "
+                                   "--server if one runs there; otherwise start a server in the foreground "
+                                   "(Ctrl-C stops it). With no MODEL, deploys the built-in digits classifier.")
+    p.add_argument("model", nargs="*", type=Path,
+                   help="model file(s): .onnx, Caffe .prototxt + .caffemodel, TF .pb/SavedModel, torch .pt")
+    p.add_argument("--name", help="model name (default: from the file name)")
+    p.add_argument("--from", dest="framework", help="source framework (default: detected)")
+    p.add_argument("--backend", default="cpu", help="cpu, gpu, fpga or null (default %(default)s)")
+    p.add_argument("--instances", type=int, default=1, help="backend instances (default %(default)s)")
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads per instance (0: cores / instances)")
+    p.add_argument("--precision", default="fp32", help="fp32 or a narrow format, see `serve quantize` (default %(default)s)")
+    p.add_argument("--slo-ms", type=float, help="deadline for requests that carry none")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="backend option, e.g. sleep_ms=1 for the null backend (repeatable)")
+    _add_repo(p)
+    _add_target(p)
+    _add_server_args(p)
+    p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("start", help="serve the models of a repository")
+    _add_repo(p)
+    p.add_argument("--model", action="append", help="load only this model (repeatable; default: all)")
+    _add_server_args(p)
+    p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("list", help="list the repository's models and, if a server runs, their state")
+    _add_repo(p)
+    _add_target(p)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("undeploy", help="unload a model from the server and delete it from the repository")
+    p.add_argument("name")
+    _add_repo(p)
+    _add_target(p)
+    p.set_defaults(func=cmd_undeploy)
+
+    p = sub.add_parser("infer", help="send one request and print the outputs and the latency")
+    p.add_argument("name")
+    p.add_argument("--version", default="")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
+                   help="input tensor from a .npy file (default: random data of the model's shape)")
+    p.add_argument("--seed", type=int, default=0)
+    _add_target(p)
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("bench", help="batch-1 load over gRPC; prints latency percentiles and throughput")
+    p.add_argument("name")
+    p.add_argument("--concurrency", type=int, default=1, help="requests in flight, closed loop (default %(default)s)")
+    p.add_argument("--rate", type=float, help="open loop instead: Poisson arrivals per second")
+    p.add_argument("--requests", type=int, default=2000, help="at most this many requests (default %(default)s)")
+    p.add_argument("--duration", type=float, default=30.0, help="at most this many seconds (default %(default)s)")
+    p.add_argument("--timeout-ms", type=float, help="gRPC deadline per request")
+    _add_target(p)
+    p.set_defaults(func=cmd_bench)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _server_config(args, models=None):
+    from serve.server import ServerConfig
+
+    metrics_port = None if args.metrics_port < 0 else args.metrics_port
+    return ServerConfig(repo=args.repo, host=args.host, port=args.port, metrics_port=metrics_port, models=models)
+
+
+def _serve_foreground(config) -> int:
+    from serve.server import run_server
+
+    def ready(server) -> None:
+        metrics = f", metrics on http://{config.host}:{server.metrics_port}/metrics" if server.metrics_port else ""
+        print(f"bwserve serving on {config.host}:{server.port}{metrics}; Ctrl-C stops", flush=True)
+        for model in server.registry.loaded():
+            print(f"  {model.name} v{model.version} on {model.device}", flush=True)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    run_server(config, on_ready=ready)
+    return 0
+
+
+def _options(pairs: list[str]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--option {pair!r}: expected KEY=VALUE")
+        options[key] = value
+    return options
+
+
+def cmd_deploy(args) -> int:
+    from serve.client import Client
+    from serve.deploy import prepare
+    from serve.errors import ServeError
+    from serve.repository import ModelRepository
+    from backends import BackendUnavailable, ModelLoadFailed
+
+    console = _console()
+    client = Client(args.server)
+    remote = client.live()
+    try:
+        with console.status("preparing model") as status:
+            prepared = prepare(
+                args.model or None, name=args.name, backend=args.backend, framework=args.framework,
+                precision=args.precision, instances=args.instances, slo_ms=args.slo_ms, threads=args.threads,
+                backend_options=_options(args.option), trial_load=not remote,
+                progress=lambda msg: status.update(msg))
+    except (ServeError, BackendUnavailable, ModelLoadFailed, ValueError) as exc:
+        console.print(f"[red]deploy failed:[/red] {exc}")
+        return 1
+    for note in prepared.notes:
+        console.print(note)
+    repo = ModelRepository(args.repo)
+    version = repo.add(prepared.config, prepared.model_bytes)
+    console.print(f"wrote {prepared.config.name} version {version} to {args.repo}")
+    if remote:
+        import grpc
+
+        try:
+            client.load(prepared.config.name)
+        except grpc.RpcError as exc:
+            import shutil
+
+            shutil.rmtree(args.repo / prepared.config.name / str(version), ignore_errors=True)
+            console.print(f"[red]server at {args.server} refused the model:[/red] {exc.details()}")
+            return 1
+        console.print(f"loaded into the server at {args.server}")
+        return 0
+    return _serve_foreground(_server_config(args))
+
+
+def cmd_start(args) -> int:
+    if not args.repo.is_dir():
+        print(f"no model repository at {args.repo}; `serve deploy` makes one", file=sys.stderr)
+        return 1
+    return _serve_foreground(_server_config(args, tuple(args.model) if args.model else None))
+
+
+def cmd_list(args) -> int:
+    from rich.table import Table
+
+    from serve.client import Client
+    from serve.repository import ModelRepository
+
+    repo = ModelRepository(args.repo)
+    states = {}
+    client = Client(args.server)
+    if client.live():
+        states = {(m.name, m.version): (m.state, m.reason) for m in client.index()}
+    table = Table("model", "version", "backend", "precision", "inputs", "state")
+    for name in repo.models():
+        for version in repo.versions(name):
+            config = repo.read_config(name, version)
+            inputs = ", ".join(f"{t.name} {t.datatype}{list(t.shape)}" for t in config.inputs)
+            state, reason = states.get((name, str(version)), ("not served", ""))
+            table.add_row(name, str(version), config.backend, config.precision, inputs,
+                          state + (f" ({reason})" if reason else ""))
+    from rich.console import Console
+
+    Console().print(table)
+    return 0
+
+
+def cmd_undeploy(args) -> int:
+    import grpc
+
+    from serve.client import Client
+    from serve.errors import ServeError
+    from serve.repository import ModelRepository
+
+    client = Client(args.server)
+    if client.live():
+        try:
+            client.unload(args.name)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                print(f"server refused: {exc.details()}", file=sys.stderr)
+                return 1
+    try:
+        ModelRepository(args.repo).remove(args.name)
+    except ServeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"removed {args.name}")
+    return 0
+
+
+def cmd_infer(args) -> int:
+    import time
+
+    import grpc
+    import numpy as np
+
+    from serve.client import Client, random_inputs
+
+    with Client(args.server) as client:
+        try:
+            metadata = client.metadata(args.name, args.version)
+            inputs = random_inputs(metadata, args.seed)
+            for pair in args.input:
+                name, _, path = pair.partition("=")
+                inputs[name] = np.load(path)
+            start = time.perf_counter()
+            outputs = client.infer(args.name, inputs, args.version)
+            elapsed = time.perf_counter() - start
+        except grpc.RpcError as exc:
+            print(f"{exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+    np.set_printoptions(precision=4, suppress=True, linewidth=120)
+    for name, array in outputs.items():
+        print(f"{name} {array.dtype}{list(array.shape)}:\n{array}")
+    print(f"latency {elapsed * 1e3:.3f} ms (first request on a new connection)")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    import grpc
+
+    from serve.bench import run_load
+    from serve.client import Client, build_request, random_inputs
+
+    with Client(args.server) as client:
+        try:
+            request = build_request(args.name, random_inputs(client.metadata(args.name)))
+        except grpc.RpcError as exc:
+            print(f"{exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+    mode = f"rate {args.rate}/s (open loop)" if args.rate else f"concurrency {args.concurrency}"
+    print(f"bench {args.name} at {args.server}: {mode}, up to {args.requests} requests / {args.duration:g} s")
+    result = run_load(args.server, request, concurrency=args.concurrency, requests=args.requests,
+                      duration=args.duration, rate=args.rate,
+                      timeout=args.timeout_ms / 1e3 if args.timeout_ms else None)
+    print(result.format())
+    return 0

@@ -1,0 +1,84 @@
+"""Turn a model source into a repository version: convert, quantise, check, describe.
+
+Every check that can fail happens here, before anything is written: a model
+that cannot be converted or that the chosen backend cannot load never reaches
+the repository.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import onnx
+
+from backends import get_backend
+from serve.config import MODEL_FILE, ModelConfig
+from serve.errors import InvalidModel
+from serve.signature import batch_one, read_signature
+
+
+@dataclass(frozen=True)
+class Prepared:
+    config: ModelConfig
+    model_bytes: bytes
+    notes: tuple[str, ...]  # what the user should read (accuracy, conversions, formats)
+
+
+def load_source(sources: Sequence[Path] | None, framework: str | None,
+                progress: Callable[[str], None]) -> tuple[onnx.ModelProto, str, list[str]]:
+    """(ONNX model, default name, notes) for model files, or the built-in digits model."""
+    if not sources:
+        from models.examples import digits
+
+        progress("training the built-in digits model on scikit-learn's digits")
+        trained = digits.train()
+        note = (f"built-in model '{digits.NAME}': accuracy {trained.test_accuracy:.2%} on "
+                f"{trained.test_count} held-back digits")
+        return trained.model, digits.NAME, [note]
+    from models.convert import ConversionError, convert
+
+    try:
+        result = convert(list(sources) if len(sources) > 1 else sources[0], framework=framework,
+                         progress=progress)
+    except ConversionError as exc:
+        raise InvalidModel(str(exc)) from exc
+    name = Path(sources[0]).stem if Path(sources[0]).stem != "model" else Path(sources[0]).resolve().parent.name
+    return result.model, name, [str(result.summary)]
+
+
+def prepare(sources: Sequence[Path] | None, *, name: str | None = None, backend: str = "cpu",
+            framework: str | None = None, precision: str = "fp32", instances: int = 1,
+            slo_ms: float | None = None, threads: int = 0, backend_options: dict[str, str] | None = None,
+            trial_load: bool = True, progress: Callable[[str], None] = lambda msg: None) -> Prepared:
+    model, default_name, notes = load_source(sources, framework, progress)
+    layer_formats: dict[str, str] = {}
+    if precision != "fp32":
+        from models.quantize import quantize_model
+
+        progress(f"quantising to {precision}")
+        quantized = quantize_model(model, precision)
+        model, layer_formats = quantized.model, dict(quantized.layer_formats)
+        notes.append(f"quantised to {precision}")
+    inputs, outputs = read_signature(model)
+    config = ModelConfig(
+        name=name or default_name, backend=backend, instances=instances, precision=precision,
+        inputs=batch_one(inputs), outputs=batch_one(outputs), slo_ms=slo_ms, threads=threads,
+        layer_formats=layer_formats, backend_options=dict(backend_options or {}))
+    model_bytes = model.SerializeToString()
+    if trial_load:
+        progress(f"checking that the {backend} backend loads it")
+        check_loads(config, model_bytes)
+    return Prepared(config, model_bytes, tuple(notes))
+
+
+def check_loads(config: ModelConfig, model_bytes: bytes) -> None:
+    """Load the model once with its backend (raises BackendUnavailable / ModelLoadFailed)."""
+    backend_cls = get_backend(config.backend)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / MODEL_FILE
+        path.write_bytes(model_bytes)
+        backend = backend_cls(config.replace(instances=1), 0)
+        backend.load(path)
+        backend.close()

@@ -1,0 +1,65 @@
+"""Typed errors inside the server, and the one table that turns them into gRPC codes."""
+from __future__ import annotations
+
+import grpc
+
+from backends.base import BackendUnavailable, ModelLoadFailed
+
+
+class ServeError(Exception):
+    """Base of every error the server reports to a client."""
+
+
+class ModelNotFound(ServeError):
+    """No such model or version in the repository or registry."""
+
+
+class ModelNotReady(ServeError):
+    """The model exists but is loading, unloading or failed to load."""
+
+
+class InvalidInput(ServeError):
+    """The request does not match the model's signature (names, dtypes, shapes, bytes)."""
+
+
+class InvalidModel(ServeError):
+    """A model file or config that cannot be deployed (corrupt, unsupported)."""
+
+
+class Overloaded(ServeError):
+    """Admission control predicts the request would miss its deadline."""
+
+
+class QueueFull(ServeError):
+    """The model's queue is at max_queue_size."""
+
+
+class DeadlineExpired(ServeError):
+    """The request's deadline passed before it could run."""
+
+
+class ShuttingDown(ServeError):
+    """The server is draining and accepts no new work."""
+
+
+STATUS: dict[type[BaseException], grpc.StatusCode] = {
+    ModelNotFound: grpc.StatusCode.NOT_FOUND,
+    ModelNotReady: grpc.StatusCode.UNAVAILABLE,
+    InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    InvalidModel: grpc.StatusCode.INVALID_ARGUMENT,
+    ModelLoadFailed: grpc.StatusCode.INVALID_ARGUMENT,
+    BackendUnavailable: grpc.StatusCode.FAILED_PRECONDITION,
+    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    QueueFull: grpc.StatusCode.UNAVAILABLE,
+    DeadlineExpired: grpc.StatusCode.DEADLINE_EXCEEDED,
+    ShuttingDown: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def status_of(exc: BaseException) -> grpc.StatusCode:
+    """The gRPC status for an exception; anything unexpected is INTERNAL."""
+    for cls in type(exc).__mro__:
+        code = STATUS.get(cls)
+        if code is not None:
+            return code
+    return grpc.StatusCode.INTERNAL

@@ -1,0 +1,101 @@
+"""The model repository on disk: ``<root>/<model>/<version>/{model.onnx,config.json}``.
+
+A version directory is immutable once it exists. ``add`` writes the files into a
+hidden temp directory beside the versions, fsyncs them and renames the directory
+into place, so a crash mid-deploy leaves at most a ``.tmp-*`` directory that
+``versions`` never lists: the server loads the old version or the new one, never
+half of one.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from serve.config import CONFIG_FILE, MODEL_FILE, ModelConfig
+from serve.errors import InvalidModel, ModelNotFound
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def check_name(name: str) -> str:
+    """A model name must be a plain directory name: no paths, no '..'."""
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise InvalidModel(
+            f"invalid model name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit")
+    return name
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ModelRepository:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def models(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.is_dir() and _NAME.fullmatch(p.name) and self.versions(p.name))
+
+    def versions(self, name: str) -> list[int]:
+        """The model's complete versions, oldest first."""
+        model_dir = self.root / check_name(name)
+        if not model_dir.is_dir():
+            return []
+        return sorted(int(p.name) for p in model_dir.iterdir()
+                      if p.name.isdigit() and (p / CONFIG_FILE).is_file() and (p / MODEL_FILE).is_file())
+
+    def version_dir(self, name: str, version: int) -> Path:
+        path = self.root / check_name(name) / str(version)
+        if not (path / CONFIG_FILE).is_file():
+            raise ModelNotFound(f"model '{name}' has no version {version} in {self.root}")
+        return path
+
+    def read_config(self, name: str, version: int) -> ModelConfig:
+        return ModelConfig.read(self.version_dir(name, version) / CONFIG_FILE)
+
+    def add(self, config: ModelConfig, model_bytes: bytes) -> int:
+        """Write a new version of ``config.name`` atomically; return its number."""
+        model_dir = self.root / check_name(config.name)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=model_dir))
+        try:
+            for file_name, data in ((MODEL_FILE, model_bytes), (CONFIG_FILE, config.dumps().encode())):
+                with open(tmp / file_name, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.chmod(tmp, 0o755)
+            while True:
+                version = max(self.versions(config.name), default=0) + 1
+                try:
+                    os.rename(tmp, model_dir / str(version))  # atomic; fails if taken meanwhile
+                    break
+                except OSError:
+                    if not (model_dir / str(version)).exists():
+                        raise
+            _fsync_dir(model_dir)
+            return version
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def remove(self, name: str) -> None:
+        """Delete every version of a model."""
+        model_dir = self.root / check_name(name)
+        if not model_dir.is_dir():
+            raise ModelNotFound(f"no model '{name}' in {self.root}")
+        # Rename first so a concurrent reader never sees a half-deleted model.
+        doomed = Path(tempfile.mkdtemp(prefix=f".rm-{name}-", dir=self.root))
+        os.rename(model_dir, doomed / name)
+        shutil.rmtree(doomed, ignore_errors=True)

@@ -1,0 +1,162 @@
+"""Assemble and run the gRPC server: inference service, health, reflection, metrics.
+
+``create_server(config)`` binds and starts everything and returns the server and
+its gRPC port (port 0 picks a free one). ``run_server`` is the blocking form the
+CLI uses: SIGINT/SIGTERM mark the health service NOT_SERVING, stop accepting new
+RPCs, let queued and running requests finish within the grace period, then exit.
+``ServerThread`` runs a server on its own event loop for tests and benchmarks.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from google.protobuf import descriptor_pool
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+from protos import inference_pb2 as pb
+from protos import inference_pb2_grpc as pb_grpc
+from serve.metrics import Metrics
+from serve.registry import ModelRegistry
+from serve.repository import ModelRepository
+from serve.service import InferenceService
+
+log = logging.getLogger("bwserve")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    repo: Path
+    host: str = "127.0.0.1"
+    port: int = 8001
+    metrics_port: int | None = 8002  # None: no metrics endpoint
+    models: tuple[str, ...] | None = None  # load these at start; None: every model in repo
+    max_message_bytes: int = 64 * 1024 * 1024
+    grace_s: float = 10.0
+
+
+def _reflection_pool() -> descriptor_pool.DescriptorPool:
+    # Our protos live in a private pool (see protos/generate.py); reflection needs
+    # one pool that knows every service the server exposes.
+    pool = descriptor_pool.DescriptorPool()
+    for module in (pb, health_pb2, reflection_pb2):
+        pool.AddSerializedFile(module.DESCRIPTOR.serialized_pb)
+    return pool
+
+
+class BwServer:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.registry = ModelRegistry(ModelRepository(config.repo), self.metrics)
+        self.health = HealthServicer()
+        self._serving = False
+        self.port = 0
+        self.metrics_port: int | None = None
+        options = [
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        self.server = grpc.aio.server(options=options)
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(
+            InferenceService(self.registry, self.metrics, lambda: self._serving), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME), self.server, pool=_reflection_pool())
+
+    async def start(self) -> int:
+        """Load the models, bind the ports, start serving; returns the gRPC port."""
+        names = self.config.models if self.config.models is not None else self.registry.repo.models()
+        for name in names:
+            try:
+                await self.registry.load(name)
+            except Exception as exc:  # one broken model must not keep the others down
+                log.error("model %s not loaded: %s", name, exc)
+        address = f"{self.config.host}:{self.config.port}"
+        self.port = self.server.add_insecure_port(address)
+        if not self.port:
+            raise OSError(f"cannot bind gRPC to {address}")
+        if self.config.metrics_port is not None:
+            self.metrics_port = self.metrics.serve_http(self.config.host, self.config.metrics_port)
+        await self.server.start()
+        self._serving = True
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        return self.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful stop: NOT_SERVING first, refuse new RPCs, drain, close the backends."""
+        grace = self.config.grace_s if grace is None else grace
+        self._serving = False
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await self.registry.close(timeout=grace)
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()
+
+
+async def create_server(config: ServerConfig) -> tuple[BwServer, int]:
+    server = BwServer(config)
+    port = await server.start()
+    return server, port
+
+
+def run_server(config: ServerConfig, on_ready=None) -> None:
+    """Serve until SIGINT or SIGTERM, then drain and stop. Blocking."""
+
+    async def main() -> None:
+        server, port = await create_server(config)
+        if on_ready is not None:
+            on_ready(server)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("stopping: draining for up to %.1f s", config.grace_s)
+        await server.stop()
+
+    asyncio.run(main())
+
+
+class ServerThread:
+    """A server on its own event loop in a background thread (tests, benchmarks)."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="bwserve-loop", daemon=True)
+        self._thread.start()
+        self.server: BwServer = self.call(self._create(config))
+        self.port = self.server.port
+        self.address = f"{config.host}:{self.port}"
+
+    @staticmethod
+    async def _create(config: ServerConfig) -> BwServer:
+        server, _ = await create_server(config)
+        return server
+
+    def call(self, coro, timeout: float | None = 120):
+        """Run a coroutine on the server's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def stop(self, grace: float = 5.0) -> None:
+        self.call(self.server.stop(grace))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def __enter__(self) -> "ServerThread":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,178 @@
+"""The KServe v2 / Triton gRPC service (``inference.GRPCInferenceService``)."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from time import perf_counter_ns
+
+import grpc
+
+import serve
+from protos import inference_pb2 as pb
+from protos import inference_pb2_grpc as pb_grpc
+from serve.datatypes import TRITON_ENUM
+from serve.errors import (DeadlineExpired, ModelNotFound, Overloaded, QueueFull, ServeError,
+                          status_of)
+from serve.registry import LoadedModel, ModelRegistry
+from serve.scheduler import DEFAULT_PRIORITY
+
+log = logging.getLogger("bwserve")
+
+EXTENSIONS = ("model_configuration", "statistics", "model_repository", "model_repository(unload_dependents)")
+_REJECT_REASON = {Overloaded: "admission", QueueFull: "queue_full", DeadlineExpired: "deadline"}
+_KIND = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}  # any other device manages itself: KIND_MODEL
+
+
+def _priority(request: pb.ModelInferRequest) -> int:
+    param = request.parameters.get("priority")
+    if param is None:
+        return DEFAULT_PRIORITY
+    value = param.int64_param or param.uint64_param
+    return value if value > 0 else DEFAULT_PRIORITY
+
+
+class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, registry: ModelRegistry, metrics, ready) -> None:
+        self.registry = registry
+        self.metrics = metrics
+        self._ready = ready  # callable -> bool: False while starting or draining
+
+    async def _fail(self, context, exc: BaseException) -> None:
+        code = status_of(exc)
+        if code is grpc.StatusCode.INTERNAL:
+            log.exception("internal error", exc_info=exc)
+        await context.abort(code, str(exc) or type(exc).__name__)
+
+    # -- health and metadata ----------------------------------------------
+
+    async def ServerLive(self, request, context):
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request, context):
+        return pb.ServerReadyResponse(ready=self._ready())
+
+    async def ModelReady(self, request, context):
+        try:
+            self.registry.get(request.name, request.version)
+        except ServeError:
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=True)
+
+    async def ServerMetadata(self, request, context):
+        return pb.ServerMetadataResponse(name="bwserve", version=serve.__version__, extensions=EXTENSIONS)
+
+    async def ModelMetadata(self, request, context):
+        try:
+            model = self.registry.get(request.name, request.version)
+        except ServeError as exc:
+            return await self._fail(context, exc)
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=model.name,
+            versions=[m.version for m in self.registry.loaded() if m.name == model.name],
+            platform=f"onnx_{model.device}",
+            inputs=[tensor(name=s.name, datatype=s.datatype, shape=s.shape) for s in model.config.inputs],
+            outputs=[tensor(name=s.name, datatype=s.datatype, shape=s.shape) for s in model.config.outputs],
+        )
+
+    async def ModelConfig(self, request, context):
+        try:
+            model = self.registry.get(request.name, request.version)
+        except ServeError as exc:
+            return await self._fail(context, exc)
+        config = model.config
+        kind = _KIND.get(model.device, "KIND_MODEL")
+        return pb.ModelConfigResponse(config=pb.ModelConfig(
+            name=model.name, platform="onnxruntime_onnx" if model.device in _KIND else "bwserve",
+            backend=config.backend, max_batch_size=0,
+            input=[pb.ModelInput(name=s.name, data_type=TRITON_ENUM[s.datatype], dims=s.shape)
+                   for s in config.inputs],
+            output=[pb.ModelOutput(name=s.name, data_type=TRITON_ENUM[s.datatype], dims=s.shape)
+                    for s in config.outputs],
+            instance_group=[pb.ModelInstanceGroup(name=model.device, count=config.instances, kind=kind)],
+            parameters={"precision": pb.ModelParameter(string_value=config.precision)},
+        ))
+
+    async def ModelStatistics(self, request, context):
+        models = self.registry.loaded()
+        if request.name:
+            try:
+                self.registry.get(request.name, request.version)
+            except ServeError as exc:
+                return await self._fail(context, exc)
+            models = [m for m in models if m.name == request.name
+                      and (not request.version or m.version == request.version)]
+        return pb.ModelStatisticsResponse(model_stats=[m.stats.to_proto(m.name, m.version) for m in models])
+
+    # -- inference --------------------------------------------------------
+
+    async def ModelInfer(self, request, context):
+        start = perf_counter_ns()
+        model: LoadedModel | None = None
+        try:
+            model = self.registry.get(request.model_name, request.model_version)
+            inputs = model.codec.decode(request)
+            names = model.codec.check_requested(request)
+            remaining = context.time_remaining()
+            if remaining is not None:
+                deadline = time.monotonic() + remaining
+            elif model.config.slo_ms is not None:
+                deadline = time.monotonic() + model.config.slo_ms / 1e3
+            else:
+                deadline = math.inf
+            decoded = perf_counter_ns()
+            result = await model.scheduler.submit(inputs, deadline, _priority(request))
+            ran = perf_counter_ns()
+            response = pb.ModelInferResponse(
+                model_name=model.name, model_version=model.version, id=request.id)
+            model.codec.encode(result.outputs, names, response)
+        except Exception as exc:
+            if model is not None:
+                self._record_failure(model, exc, start)
+            return await self._fail(context, exc)
+        end = perf_counter_ns()
+        decode_ns, encode_ns = decoded - start, end - ran
+        model.stats.success(end - start, result.queue_ns, decode_ns, result.compute_ns, encode_ns)
+        m = model.metrics
+        m.request.observe((end - start) / 1e9)
+        m.queue.observe(result.queue_ns / 1e9)
+        m.compute.observe(result.compute_ns / 1e9)
+        m.decode.observe(decode_ns / 1e9)
+        m.encode.observe(encode_ns / 1e9)
+        m.ok.inc()
+        device = result.device_stats
+        if device is not None:
+            m.device_seconds.observe(device.seconds)
+            m.device_cycles.observe(device.cycles)
+            m.mac_utilisation.observe(device.mac_utilisation)
+        return response
+
+    def _record_failure(self, model: LoadedModel, exc: BaseException, start: int) -> None:
+        model.stats.failure(perf_counter_ns() - start)
+        model.metrics.codes[status_of(exc)].inc()
+        reason = _REJECT_REASON.get(type(exc))
+        if reason is not None:
+            model.metrics.rejected[reason].inc()
+
+    # -- model repository -------------------------------------------------
+
+    async def RepositoryIndex(self, request, context):
+        entry = pb.RepositoryIndexResponse.ModelIndex
+        rows = [entry(name=n, version=v, state=s, reason=r) for n, v, s, r in self.registry.index()
+                if not request.ready or s == "READY"]
+        return pb.RepositoryIndexResponse(models=rows)
+
+    async def RepositoryModelLoad(self, request, context):
+        try:
+            await self.registry.load(request.model_name)
+        except Exception as exc:
+            return await self._fail(context, exc)
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(self, request, context):
+        try:
+            await self.registry.unload(request.model_name)
+        except ModelNotFound as exc:
+            return await self._fail(context, exc)
+        return pb.RepositoryModelUnloadResponse()
