@@ -1,0 +1,1 @@
+"""Caffe's model schema (the part bwserve reads) and its generated Python module."""
