@@ -51,6 +51,19 @@ def decode_bytes(raw: bytes, count: int, name: str) -> np.ndarray:
     return out
 
 
+def _as_text(array: np.ndarray, name: str) -> np.ndarray:
+    """ONNX string tensors hold UTF-8 text; onnxruntime would str() a bytes object."""
+    out = np.empty(array.shape, dtype=object)
+    flat, dest = array.ravel(), out.ravel()
+    for i, item in enumerate(flat):
+        try:
+            dest[i] = item.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"input '{name}': BYTES element {i} is not UTF-8 text ({exc.reason}), "
+                               "which ONNX string tensors require") from None
+    return out
+
+
 def encode_bytes(array: np.ndarray) -> bytes:
     parts = []
     for item in array.ravel():
@@ -115,7 +128,7 @@ class Codec:
     def _from_raw(entry: _Input, shape: tuple[int, ...], data: bytes) -> np.ndarray:
         spec = entry.spec
         if spec.datatype == "BYTES":
-            return decode_bytes(data, prod(shape), spec.name).reshape(shape)
+            return _as_text(decode_bytes(data, prod(shape), spec.name).reshape(shape), spec.name)
         expected = entry.fixed_nbytes
         if expected is None:
             expected = prod(shape) * entry.dtype.itemsize
@@ -141,7 +154,7 @@ class Codec:
         if spec.datatype == "BYTES":
             array = np.empty(count, dtype=object)
             array[:] = list(values)
-            return array.reshape(shape)
+            return _as_text(array.reshape(shape), spec.name)
         if spec.datatype not in ("BOOL", "FP32", "FP64"):
             info = np.iinfo(entry.dtype)
             if count and (min(values) < info.min or max(values) > info.max):

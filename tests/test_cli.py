@@ -1,0 +1,80 @@
+"""The `serve` command as a user runs it: deploy starts a server, infer/list talk to it."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+SERVE = [sys.executable, "-m", "serve.cli"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*SERVE, *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_deploy_builtin_model_serves_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    proc = subprocess.Popen([*SERVE, "deploy", "--port", "0", "--metrics-port", "0", "--repo", "repo"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    lines = []
+    try:
+        deadline = time.monotonic() + 120
+        port = None
+        while port is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, "serve deploy exited early:\n" + "".join(lines)
+            lines.append(line)
+            match = re.search(r"serving on 127\.0\.0\.1:(\d+), metrics on http://127\.0\.0\.1:(\d+)", line)
+            if match:
+                port = int(match.group(1))
+        output = "".join(lines)
+        assert port and port != 0, output
+        accuracy = float(re.search(r"accuracy ([\d.]+)% on (\d+) held-back", output).group(1))
+        assert accuracy > 90.0
+
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        with grpcclient.InferenceServerClient(f"127.0.0.1:{port}") as client:
+            inp = grpcclient.InferInput("pixels", [1, 64], "FP32")
+            inp.set_data_from_numpy(digits.data[:1].astype(np.float32))
+            probs = client.infer("digits", [inp]).as_numpy("probabilities")
+        assert probs.argmax() == digits.target[0] and abs(probs.sum() - 1) < 1e-5
+
+        infer = _run("infer", "digits", "--server", f"127.0.0.1:{port}", cwd=tmp_path)
+        assert infer.returncode == 0, infer.stderr
+        assert "probabilities float32[1, 10]" in infer.stdout and "latency" in infer.stdout
+        listing = _run("list", "--repo", "repo", "--server", f"127.0.0.1:{port}", cwd=tmp_path)
+        assert "digits" in listing.stdout and "READY" in listing.stdout
+        bench = _run("bench", "digits", "--server", f"127.0.0.1:{port}", "--requests", "50", cwd=tmp_path)
+        assert bench.returncode == 0 and "requests ok 50, errors 0" in bench.stdout, bench.stdout + bench.stderr
+        missing = _run("infer", "nope", "--server", f"127.0.0.1:{port}", cwd=tmp_path)
+        assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, "".join(lines) + rest
+    assert "stopping: draining" in rest
+
+
+def test_deploy_of_a_corrupt_file_fails_with_a_clear_message(tmp_path: Path) -> None:
+    (tmp_path / "bad.onnx").write_bytes(b"\x00garbage")
+    result = _run("deploy", "bad.onnx", "--repo", "repo", "--server", "127.0.0.1:1", "--port", "0", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "deploy failed" in result.stderr and "bad.onnx" in result.stderr
+    assert not (tmp_path / "repo" / "bad").exists(), "nothing may be written for a refused model"
+
+
+def test_help_lists_every_command() -> None:
+    result = _run("--help", cwd=ROOT)
+    for command in ("deploy", "start", "list", "undeploy", "infer", "bench"):
+        assert command in result.stdout
