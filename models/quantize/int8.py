@@ -38,13 +38,21 @@ def quantize_int8(model: onnx.ModelProto, samples: list[np.ndarray] | None) -> o
     """int8 weights and activations: static QDQ (per-channel weights) when calibration
     ``samples`` (model-shaped float32 inputs) are given, else dynamic quantisation."""
     from onnxruntime.quantization import QuantFormat, quantize_dynamic, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
-        onnx.save(model, src)
+        raw, src, dst = Path(tmp) / "raw.onnx", Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
+        onnx.save(model, raw)
+        # onnxruntime's recommended clean-up; its symbolic shape pass needs sympy, and
+        # ONNX's own shape inference covers standard models.
+        quant_pre_process(raw, src, skip_symbolic_shape=True)
         if samples:
             reader = _Reader(model.graph.input[0].name, samples)
-            quantize_static(src, dst, reader, quant_format=QuantFormat.QDQ, per_channel=True)
+            # The int32-bias weight-scale adjustment indexes a Gemm bias of shape [1, N]
+            # as if it were [N] and fails (onnxruntime 1.32); it only matters for
+            # near-zero weight scales, so it is switched off.
+            options = {"QDQDisableWeightAdjustForInt32Bias": True}
+            quantize_static(src, dst, reader, quant_format=QuantFormat.QDQ, per_channel=True, extra_options=options)
         else:
             quantize_dynamic(src, dst)
         return onnx.load(dst)
