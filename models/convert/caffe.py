@@ -111,8 +111,17 @@ def caffe_to_onnx(
 
     for blob, dims in _legacy_inputs(net):
         add_input(blob, dims)
-    for layer in _layers(net):
-        if not _in_test_phase(layer):
+    layers = [layer for layer in _layers(net) if _in_test_phase(layer)]
+    skip = set()
+    for index, layer in enumerate(layers):
+        if index in skip:
+            continue
+        blobs = weights.get(layer.name) or list(map(blob_to_array, layer.blobs))
+        following = layers[index + 1] if index + 1 < len(layers) else None
+        if layer.type == "BatchNorm" and caffe_layers.fusable_scale(layer, following, layers[index + 2:]):
+            scale_blobs = weights.get(following.name) or list(map(blob_to_array, following.blobs))
+            caffe_layers.emit_batch_norm(builder, layer, blobs, following, scale_blobs)
+            skip.add(index + 1)
             continue
         if layer.type == "Input":
             given = list(layer.input_param.shape)
@@ -126,7 +135,7 @@ def caffe_to_onnx(
                 f"{prototxt}: layer {layer.name!r} has type {layer.type!r}, which bwserve cannot convert "
                 f"(supported: {', '.join(SUPPORTED_LAYERS)})"
             )
-        emit(builder, layer, weights.get(layer.name) or list(map(blob_to_array, layer.blobs)))
+        emit(builder, layer, blobs)
     if shapes:
         raise ConversionError(f"{prototxt}: input_shapes names {sorted(shapes)}, which are not inputs of the net")
     model = builder.build(net.name or Path(prototxt).stem)

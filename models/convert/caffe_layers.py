@@ -102,8 +102,9 @@ def emit_inner_product(b, layer, blobs) -> None:
     b.node("Add", [product, b.const(f"{layer.name}/b", bias)], [y], layer.name)
 
 
-def emit_batch_norm(b, layer, blobs) -> None:
-    """BatchNorm (no affine part in Caffe; a Scale layer follows) -> BatchNormalization."""
+def emit_batch_norm(b, layer, blobs, scale=None, scale_blobs=()) -> None:
+    """BatchNorm -> BatchNormalization; a Scale layer right after it (``scale``) becomes
+    its gamma and beta, the form every graph optimiser folds into a preceding Conv."""
     if layer.batch_norm_param.HasField("use_global_stats") and not layer.batch_norm_param.use_global_stats:
         raise ConversionError(f"{b.source}: layer {layer.name!r} (BatchNorm): use_global_stats is false, "
                               "so it normalises with batch statistics, which a batch-1 server cannot")
@@ -114,11 +115,30 @@ def emit_batch_norm(b, layer, blobs) -> None:
     factor = 0.0 if factor == 0 else 1.0 / factor  # Caffe stores running sums scaled by this factor
     mean = blob_as(b, layer, blobs[0], (channels,), "mean") * factor
     var = blob_as(b, layer, blobs[1], (channels,), "variance") * factor
+    gamma, beta, top, name = np.ones(channels, np.float32), np.zeros(channels, np.float32), layer.top[0], layer.name
+    if scale is not None:
+        bias_term = scale.scale_param.bias_term
+        need_blobs(b, scale, scale_blobs, 1 + bias_term, "scale" + (" and bias" if bias_term else ""))
+        gamma = blob_as(b, scale, scale_blobs[0], (channels,), "scale")
+        if bias_term:
+            beta = blob_as(b, scale, scale_blobs[1], (channels,), "bias")
+        top, name = scale.top[0], f"{layer.name}+{scale.name}"
     names = [b.const(f"{layer.name}/{n}", a) for n, a in
-             (("scale", np.ones(channels, np.float32)), ("bias", np.zeros(channels, np.float32)),
-              ("mean", mean), ("var", var))]
-    b.node("BatchNormalization", [x, *names], [b.write(layer.top[0])], layer.name,
-           epsilon=float(layer.batch_norm_param.eps))
+             (("scale", gamma), ("bias", beta), ("mean", mean), ("var", var))]
+    b.node("BatchNormalization", [x, *names], [b.write(top)], name, epsilon=float(layer.batch_norm_param.eps))
+
+
+def fusable_scale(bn, following, later) -> bool:
+    """Whether Scale layer ``following`` only rescales ``bn``'s output per channel, and
+    nothing in ``later`` reads that output unscaled."""
+    if following is None or following.type != "Scale" or list(following.bottom) != [bn.top[0]]:
+        return False
+    p = following.scale_param
+    if p.axis != 1 or p.num_axes != 1:
+        return False
+    if following.top[0] == bn.top[0]:
+        return True  # in place: the unscaled blob is gone
+    return not any(bn.top[0] in layer.bottom for layer in later)
 
 
 def emit_scale(b, layer, blobs) -> None:
