@@ -88,9 +88,22 @@ def convert(
 
     say(f"importing {name} ({framework})")
     model = _import(framework, paths, name, input_shapes, inputs, outputs, dynamic_batch)
+    notes = _fix_interface(model, framework, dynamic_batch)
     say("upgrading, checking and cleaning up the ONNX graph")
-    model, notes = normalize(model, name, cleanup)
-    return ConvertResult(model, summarize(model, name, framework, notes))
+    model, more_notes = normalize(model, name, cleanup)
+    return ConvertResult(model, summarize(model, name, framework, notes + more_notes))
+
+
+def _fix_interface(model: onnx.ModelProto, framework: str, dynamic_batch: bool) -> list[str]:
+    """TF and torch exports leave ``:0`` suffixes and symbolic batch dims; name the fixes."""
+    from .onnx_edit import QUIRK_BATCH_FIXED, QUIRK_PORT_SUFFIX, fix_batch, strip_port_suffix
+
+    notes = []
+    if framework == "tf" and strip_port_suffix(model):
+        notes.append(QUIRK_PORT_SUFFIX)
+    if framework in ("tf", "torch") and not dynamic_batch and fix_batch(model, 1):
+        notes.append(QUIRK_BATCH_FIXED)
+    return notes
 
 
 def _import(framework, paths, name, input_shapes, inputs, outputs, dynamic_batch) -> onnx.ModelProto:
