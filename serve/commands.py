@@ -35,7 +35,9 @@ def register(sub) -> None:
                    help="model file(s): .onnx, Caffe .prototxt + .caffemodel, TF .pb/SavedModel, torch .pt")
     p.add_argument("--name", help="model name (default: from the file name)")
     p.add_argument("--from", dest="framework", help="source framework (default: detected)")
-    p.add_argument("--backend", default="cpu", help="cpu, gpu, fpga or null (default %(default)s)")
+    p.add_argument("--backend", default="cpu",
+                   help="cpu, gpu, fpga or null; comma-separated (cpu,fpga) serves the model on each, a request "
+                        "going where it is predicted to finish first (default %(default)s)")
     p.add_argument("--instances", type=int, default=1, help="backend instances (default %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads per instance (0: cores / instances)")
     p.add_argument("--precision", default="fp32", help="fp32 or a narrow format, see `serve quantize` (default %(default)s)")

@@ -37,7 +37,7 @@ class ModelConfig:
     """Everything the server needs to know about one version of one model."""
 
     name: str
-    backend: str = "cpu"
+    backend: str = "cpu"  # the device; with `devices`, the first of them
     instances: int = 1
     precision: str = "fp32"
     inputs: tuple[TensorSpec, ...] = ()
@@ -51,6 +51,9 @@ class ModelConfig:
     layer_formats: dict[str, str] = field(default_factory=dict)
     # Backend-specific settings (e.g. the FPGA's array size), strings only.
     backend_options: dict[str, str] = field(default_factory=dict)
+    # A model served on several devices (e.g. ("cpu", "fpga")): each gets `instances`
+    # instances and a request goes where it is predicted to finish first. Empty: `backend` only.
+    devices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -61,6 +64,13 @@ class ModelConfig:
             raise ValueError(f"max_queue_size must be >= 1, got {self.max_queue_size}")
         if self.slo_ms is not None and self.slo_ms <= 0:
             raise ValueError(f"slo_ms must be positive, got {self.slo_ms}")
+        if self.devices and (self.devices[0] != self.backend or len(set(self.devices)) != len(self.devices)):
+            raise ValueError(f"devices {list(self.devices)} must be distinct and start with backend {self.backend!r}")
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """Every device the model is served on, `backend` first."""
+        return self.devices or (self.backend,)
 
     def replace(self, **changes: Any) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
@@ -80,6 +90,7 @@ class ModelConfig:
         values = dict(data)
         values["inputs"] = tuple(TensorSpec.from_json(t) for t in data.get("inputs", ()))
         values["outputs"] = tuple(TensorSpec.from_json(t) for t in data.get("outputs", ()))
+        values["devices"] = tuple(str(d) for d in data.get("devices", ()))
         return cls(**values)
 
     def dumps(self) -> str:

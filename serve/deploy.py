@@ -62,23 +62,25 @@ def prepare(sources: Sequence[Path] | None, *, name: str | None = None, backend:
         model, layer_formats = quantized.model, dict(quantized.layer_formats)
         notes.append(f"quantised to {precision}")
     inputs, outputs = read_signature(model)
+    devices = tuple(d.strip() for d in backend.split(",") if d.strip())  # "cpu,fpga": both
     config = ModelConfig(
-        name=name or default_name, backend=backend, instances=instances, precision=precision,
+        name=name or default_name, backend=devices[0] if devices else backend,
+        devices=devices if len(devices) > 1 else (), instances=instances, precision=precision,
         inputs=batch_one(inputs), outputs=batch_one(outputs), slo_ms=slo_ms, threads=threads,
         layer_formats=layer_formats, backend_options=dict(backend_options or {}))
     model_bytes = model.SerializeToString()
     if trial_load:
-        progress(f"checking that the {backend} backend loads it")
+        progress(f"checking that the {backend} backend(s) load it")
         check_loads(config, model_bytes)
     return Prepared(config, model_bytes, tuple(notes))
 
 
 def check_loads(config: ModelConfig, model_bytes: bytes) -> None:
-    """Load the model once with its backend (raises BackendUnavailable / ModelLoadFailed)."""
-    backend_cls = get_backend(config.backend)
+    """Load the model once with each of its backends (raises BackendUnavailable / ModelLoadFailed)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / MODEL_FILE
         path.write_bytes(model_bytes)
-        backend = backend_cls(config.replace(instances=1), 0)
-        backend.load(path)
-        backend.close()
+        for device in config.backends:
+            backend = get_backend(device)(config.replace(instances=1), 0)
+            backend.load(path)
+            backend.close()

@@ -58,27 +58,39 @@ def build_model(repo: ModelRepository, name: str, version: int, metrics: Metrics
     """Create, load and warm up every instance of one model version. Blocking."""
     config = repo.read_config(name, version)
     model_path: Path = repo.version_dir(name, version) / MODEL_FILE
-    backend_cls = get_backend(config.backend)
-    instances = []
+    devices: list[list] = []  # per device in config.backends, its instances
+    warm: list[list[float]] = []  # per device, warm-up compute times: the first estimate
     try:
-        for i in range(config.instances):
-            backend = backend_cls(config, i)
-            instances.append(backend)
-            backend.load(model_path)
-            sample = warmup_inputs(config)
-            for _ in range(config.warmup_runs):
-                backend.run(sample)
+        for device_name in config.backends:
+            backend_cls = get_backend(device_name)
+            devices.append(instances := [])
+            warm.append(times := [])
+            for i in range(config.instances):
+                backend = backend_cls(config, i)
+                instances.append(backend)
+                backend.load(model_path)
+                sample = warmup_inputs(config)
+                for run in range(config.warmup_runs):
+                    started = time.perf_counter()
+                    backend.run(sample)
+                    if run:  # the first run is cold: not a service time
+                        times.append(time.perf_counter() - started)
     except BaseException:
-        for backend in instances:
+        for backend in (b for instances in devices for b in instances):
             backend.close()
         raise
     version_str = str(version)
+    device = ",".join(instances[0].device for instances in devices)
+    scheduler = ModelScheduler(name, devices, config.max_queue_size, config.admission_control)
+    for index, times in enumerate(warm):
+        for seconds in times:
+            scheduler.record_compute(index, seconds)
     return LoadedModel(
         name=name, version=version_str, config=config,
         codec=Codec(config.inputs, config.outputs),
-        scheduler=ModelScheduler(name, instances, config.max_queue_size),
-        device=backend_cls.device,
-        metrics=ModelMetrics.bind(metrics, name, version_str, backend_cls.device),
+        scheduler=scheduler,
+        device=device,
+        metrics=ModelMetrics.bind(metrics, name, version_str, device),
     )
 
 

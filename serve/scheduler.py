@@ -1,29 +1,42 @@
-"""Per-model batch-1 scheduler: one queue, N backend instances, no batching.
+"""Per-model batch-1 scheduler: admission control, EDF queues, N instances per device.
 
-Each instance owns one worker thread. A request is pushed onto the model's queue
-(ordered by priority, then earliest deadline, then arrival) and the first free
-worker takes it at once; nothing is held back to form a batch. The worker runs
-the backend outside every lock and hands the result back to the event loop with
-``call_soon_threadsafe``, so the asyncio side never blocks on a device.
+A model runs on one or more devices, each with N backend instances, and every
+instance owns one worker thread. Nothing is held back to form a batch: a
+request goes to the device where it is predicted to finish first, is queued
+there (ordered by priority class, then earliest deadline, then arrival), and the
+first free worker of that device takes it at once. Workers run the backend
+outside every lock and hand results back with ``call_soon_threadsafe``, so the
+event loop never blocks on a device.
 
-The flow per request is schedule (``submit`` decides: admit, reject) ->
-execute (a worker runs it) -> update (the caller records timings from ``Result``).
+The flow per request (STYLE 12) is schedule -> execute -> update:
+- schedule (``submit``, on the event loop): refuse if the model is closing
+  (ShuttingDown) or its queues are full (QueueFull); predict the finish time on
+  every device; refuse at once if even the best one misses the deadline
+  (Overloaded); otherwise queue it on that device.
+- execute (a worker): skip it if the client cancelled, drop it if its deadline
+  passed while it waited (DeadlineExpired), else run it.
+- update (the worker, under the lock it takes anyway): feed the compute time to
+  the device's service-time estimate.
+
+With ``admission_control=False`` the model is plain FIFO with bounds: arrival
+order, no prediction-based refusal and no expiry drop, as most servers queue.
 """
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from backends.base import Backend, DeviceStats
-from serve.errors import DeadlineExpired, QueueFull, ShuttingDown
+from serve.admission import ServiceTimeEstimator, predict_finish
+from serve.errors import DeadlineExpired, Overloaded, QueueFull, ShuttingDown
+from serve.jobqueue import JobQueue, Key
 
 DEFAULT_PRIORITY = 100  # requests without a `priority` parameter; smaller runs first
 
@@ -37,18 +50,49 @@ class Result:
     compute_ns: int  # backend.run
     instance: int
     device_stats: DeviceStats | None
+    device: str = ""  # name of the device group that ran it
 
 
-@dataclass(order=True, slots=True)
+@dataclass(slots=True)
 class _Job:
-    # Heap order: priority class first, then earliest deadline, then arrival.
-    priority: int
-    deadline: float  # time.monotonic() seconds; math.inf when none
-    seq: int
-    inputs: Mapping[str, np.ndarray] = field(compare=False)
-    future: asyncio.Future = field(compare=False)
-    loop: asyncio.AbstractEventLoop = field(compare=False)
-    submitted_ns: int = field(compare=False)
+    key: Key  # its place in its device's queue; unique (see serve.jobqueue)
+    deadline: float  # time.monotonic() seconds; math.inf when none or admission is off
+    inputs: Mapping[str, np.ndarray]
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    submitted_ns: int
+    device: "_Device"
+
+
+class _Device:
+    """One device's instances of a model: their queue, their state, their estimate.
+
+    Every field is read and written under the scheduler's lock.
+    """
+
+    __slots__ = ("name", "instances", "queue", "estimator", "cv", "busy", "started")
+
+    def __init__(self, name: str, instances: Sequence[Backend], lock: threading.Lock) -> None:
+        self.name = name
+        self.instances = list(instances)
+        self.queue: JobQueue[_Job] = JobQueue()
+        self.estimator = ServiceTimeEstimator()
+        self.cv = threading.Condition(lock)  # one lock per model, one condition per device
+        self.busy = 0  # instances running a request now
+        self.started = [0.0] * len(self.instances)  # monotonic start of each instance's run; 0 idle
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self.queue)
+
+    def predict(self, ahead: int, now: float) -> float:
+        """Seconds until a request with ``ahead`` requests before it would finish here."""
+        service = self.estimator.estimate
+        remaining = 0.0
+        for started in self.started:
+            if started:
+                remaining += max(0.0, service - (now - started))
+        return predict_finish(service, ahead, len(self.instances), len(self.instances) - self.busy, remaining)
 
 
 def _resolve(future: asyncio.Future, result: Result | None, error: BaseException | None) -> None:
@@ -60,89 +104,174 @@ def _resolve(future: asyncio.Future, result: Result | None, error: BaseException
         future.set_result(result)
 
 
-class ModelScheduler:
-    """Queue and instances of one loaded model version."""
+def _deliver(job: "_Job", result: Result | None, error: BaseException | None) -> None:
+    try:
+        job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
+    except RuntimeError:  # its event loop is closed: nobody is waiting any more
+        pass
 
-    def __init__(self, name: str, instances: Sequence[Backend], max_queue_size: int) -> None:
+
+def _group(instances: Sequence[Backend] | Sequence[Sequence[Backend]]) -> list[list[Backend]]:
+    if instances and isinstance(instances[0], Backend):
+        return [list(instances)]  # type: ignore[arg-type]
+    return [list(group) for group in instances]  # type: ignore[arg-type]
+
+
+class ModelScheduler:
+    """Queues and instances of one loaded model version.
+
+    ``instances`` is either one device's instances, or one sequence of instances
+    per device (a model deployed on several devices).
+    """
+
+    def __init__(self, name: str, instances: Sequence[Backend] | Sequence[Sequence[Backend]],
+                 max_queue_size: int, admission_control: bool = True) -> None:
         self.name = name
-        self.instances = list(instances)
         self.max_queue_size = max_queue_size
-        self._heap: list[_Job] = []
-        self._cv = threading.Condition(threading.Lock())
+        self.admission_control = admission_control
+        self._lock = threading.Lock()
+        self.devices = [_Device(group[0].device, group, self._lock) for group in _group(instances)]
+        self.instances = [b for device in self.devices for b in device.instances]
+        self._queued = 0  # over every device; bounded by max_queue_size
         self._seq = itertools.count()
         self._closing = False
-        self.busy = 0  # instances running a request now
         self._threads = [
-            threading.Thread(target=self._work, args=(backend,), name=f"{name}-instance-{i}", daemon=True)
-            for i, backend in enumerate(self.instances)
+            threading.Thread(target=self._work, args=(device, slot, backend), daemon=True,
+                             name=f"{name}-{device.name}-{slot}")
+            for device in self.devices for slot, backend in enumerate(device.instances)
         ]
         for thread in self._threads:
             thread.start()
 
     @property
     def queue_depth(self) -> int:
-        return len(self._heap)
+        """Requests waiting for an instance, over every device."""
+        return self._queued
+
+    @property
+    def busy(self) -> int:
+        """Instances running a request now, over every device."""
+        return sum(device.busy for device in self.devices)
+
+    # -- schedule ---------------------------------------------------------
 
     def submit(self, inputs: Mapping[str, np.ndarray], deadline: float = math.inf,
                priority: int = DEFAULT_PRIORITY) -> asyncio.Future:
-        """Queue one request; the returned future resolves to a ``Result``. Call from the event loop."""
+        """Queue one request; the future resolves to a ``Result``. Call from the event loop.
+
+        Raises ShuttingDown, QueueFull or Overloaded at once instead of queueing.
+        Cancelling the future only skips the run; ``run`` also takes it out of the queue.
+        """
+        return self._enqueue(inputs, deadline, priority).future
+
+    async def run(self, inputs: Mapping[str, np.ndarray], deadline: float = math.inf,
+                  priority: int = DEFAULT_PRIORITY) -> Result:
+        """Queue one request and wait for it; if the caller is cancelled, unqueue it."""
+        job = self._enqueue(inputs, deadline, priority)
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            self._withdraw(job)
+            raise
+
+    def _enqueue(self, inputs: Mapping[str, np.ndarray], deadline: float, priority: int) -> _Job:
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        job = _Job(priority, deadline, next(self._seq), inputs, future, loop, time.perf_counter_ns())
-        with self._cv:
+        seq = next(self._seq)
+        if self.admission_control:
+            key = (priority, deadline, seq)
+        else:
+            key, deadline = (0, 0.0, seq), math.inf  # plain FIFO: arrival order, nothing expires
+        with self._lock:
             if self._closing:
                 raise ShuttingDown(f"model '{self.name}' is shutting down")
-            if len(self._heap) >= self.max_queue_size:
-                raise QueueFull(
-                    f"model '{self.name}' has {len(self._heap)} requests queued (max_queue_size "
-                    f"{self.max_queue_size}); retry later")
-            heapq.heappush(self._heap, job)
-            self._cv.notify()
-        return future
+            if self._queued >= self.max_queue_size:
+                raise QueueFull(f"model '{self.name}' has {self._queued} requests queued "
+                                f"(max_queue_size {self.max_queue_size}); retry later")
+            now = time.monotonic()
+            device, ahead, finish = self.devices[0], 0, math.inf
+            for candidate in self.devices:  # earliest predicted finish wins; ties go to the first
+                position = candidate.queue.position(key)
+                predicted = candidate.predict(position, now)
+                if predicted < finish:
+                    device, ahead, finish = candidate, position, predicted
+            if now + finish > deadline:
+                raise self._refusal(device, ahead, finish, deadline - now)
+            job = _Job(key, deadline, inputs, loop.create_future(), loop, time.perf_counter_ns(), device)
+            device.queue.insert(key, job, ahead)
+            self._queued += 1
+            device.cv.notify()
+        return job
 
-    def _work(self, backend: Backend) -> None:
-        instance = backend.instance
+    def _refusal(self, device: _Device, ahead: int, finish: float, allowed: float) -> Exception:
+        if allowed <= 0:
+            return DeadlineExpired(f"deadline already passed {-allowed * 1e3:.2f} ms before queueing; not run")
+        return Overloaded(
+            f"model '{self.name}' would finish in {finish * 1e3:.2f} ms ({ahead} queued ahead on "
+            f"{device.name}, {device.estimator.estimate * 1e3:.2f} ms each on {len(device.instances)} "
+            f"instance(s)); the deadline allows {allowed * 1e3:.2f} ms")
+
+    def _withdraw(self, job: _Job) -> None:
+        with self._lock:
+            if job.device.queue.remove(job.key) is not None:
+                self._queued -= 1
+
+    # -- execute and update -----------------------------------------------
+
+    def _work(self, device: _Device, slot: int, backend: Backend) -> None:
+        cv = device.cv
         while True:
-            with self._cv:
-                while not self._heap:
+            with cv:
+                while not device.queue:
                     if self._closing:
                         return
-                    self._cv.wait()
-                job = heapq.heappop(self._heap)
-                self.busy += 1
-            try:
-                self._execute(backend, instance, job)
-            finally:
-                with self._cv:
-                    self.busy -= 1
+                    cv.wait()
+                job = device.queue.pop()
+                self._queued -= 1
+                device.busy += 1
+                device.started[slot] = time.monotonic()
+            compute_s = self._execute(backend, device.name, job)
+            with cv:
+                device.busy -= 1
+                device.started[slot] = 0.0
+                if compute_s is not None:
+                    device.estimator.add(compute_s)
 
     @staticmethod
-    def _execute(backend: Backend, instance: int, job: _Job) -> None:
+    def _execute(backend: Backend, device: str, job: _Job) -> float | None:
+        """Run one job; returns its compute time in seconds, None if it did not run."""
         if job.future.cancelled():  # the client went away while it waited: never run it
-            return
+            return None
         start = time.perf_counter_ns()
         if time.monotonic() > job.deadline:
             late = DeadlineExpired(
                 f"deadline passed after {(start - job.submitted_ns) / 1e6:.2f} ms in the queue; not run")
-            job.loop.call_soon_threadsafe(_resolve, job.future, None, late)
-            return
+            _deliver(job, None, late)
+            return None
         try:
             outputs = backend.run(job.inputs)
         except BaseException as exc:  # reported to the one client; the instance keeps serving
-            job.loop.call_soon_threadsafe(_resolve, job.future, None, exc)
-            return
+            _deliver(job, None, exc)
+            return None
         end = time.perf_counter_ns()
-        result = Result(outputs, start - job.submitted_ns, end - start, instance, backend.last_device_stats())
-        job.loop.call_soon_threadsafe(_resolve, job.future, result, None)
+        result = Result(outputs, start - job.submitted_ns, end - start, backend.instance,
+                        backend.last_device_stats(), device)
+        _deliver(job, result, None)
+        return (end - start) / 1e9
+
+    def record_compute(self, device: int, seconds: float) -> None:
+        """Feed a compute time measured outside serving (warm-up) to a device's estimate."""
+        with self._lock:
+            self.devices[device].estimator.add(seconds)
 
     def close(self, timeout: float | None = None) -> bool:
         """Stop accepting, let the workers finish what is queued, join them. Blocking.
 
         Returns False if some worker was still busy after ``timeout`` seconds.
         """
-        with self._cv:
+        with self._lock:
             self._closing = True
-            self._cv.notify_all()
+            for device in self.devices:
+                device.cv.notify_all()
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in self._threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))

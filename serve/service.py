@@ -122,7 +122,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             else:
                 deadline = math.inf
             decoded = perf_counter_ns()
-            result = await model.scheduler.submit(inputs, deadline, _priority(request))
+            result = await model.scheduler.run(inputs, deadline, _priority(request))
             ran = perf_counter_ns()
             response = pb.ModelInferResponse(
                 model_name=model.name, model_version=model.version, id=request.id)

@@ -1,0 +1,64 @@
+"""Admission control: an online service-time estimate and a completion-time prediction.
+
+Clockwork (OSDI'20) showed that at batch 1 a request's latency is predictable:
+it is the work queued ahead of it plus its own service time. We predict that at
+submit time and refuse at once a request that would miss its deadline, instead
+of letting it wait, run late and push everyone behind it late too.
+
+The estimate is a quantile of the last ``WINDOW`` compute times of one model on
+one device, kept in a ring buffer and recomputed every ``EVERY`` samples, so an
+update is O(1) amortised and a prediction reads one float.
+"""
+from __future__ import annotations
+
+WINDOW = 128  # recent compute times kept per model and device
+EVERY = 16  # recompute the quantile after this many new samples
+QUANTILE = 0.9  # a high quantile: predictions should err towards refusing
+
+
+class ServiceTimeEstimator:
+    """A quantile of recent compute times (seconds). Not thread-safe: callers hold a lock."""
+
+    __slots__ = ("quantile", "_samples", "_next", "_count", "_since", "estimate")
+
+    def __init__(self, quantile: float = QUANTILE, window: int = WINDOW) -> None:
+        if not 0.0 < quantile <= 1.0:
+            raise ValueError(f"quantile must be in (0, 1], got {quantile}")
+        self.quantile = quantile
+        self._samples = [0.0] * window
+        self._next = 0  # ring buffer write position
+        self._count = 0  # samples held, up to the window
+        self._since = 0  # samples since the last recompute
+        self.estimate = 0.0  # 0 until the first sample: nothing known, nothing refused
+
+    @property
+    def known(self) -> bool:
+        return self._count > 0
+
+    def add(self, seconds: float) -> None:
+        """Record one compute time."""
+        window = len(self._samples)
+        self._samples[self._next] = seconds
+        self._next = (self._next + 1) % window
+        if self._count < window:
+            self._count += 1
+        self._since += 1
+        # While the window fills, every sample refines the estimate (few, cheap);
+        # afterwards only every EVERY samples, so the sort is amortised away.
+        if self._count < EVERY or self._since >= EVERY:
+            self._since = 0
+            ordered = sorted(self._samples[:self._count] if self._count < window else self._samples)
+            self.estimate = ordered[min(self._count - 1, int(self.quantile * self._count))]
+
+
+def predict_finish(service_s: float, ahead: int, instances: int, idle: int, busy_remaining_s: float) -> float:
+    """Seconds from now until a request with ``ahead`` requests queued before it would finish.
+
+    ``busy_remaining_s`` is the estimated work left on the busy instances. With an
+    idle instance for it, it starts at once; otherwise the work ahead of it (the
+    busy instances' remainder plus ``ahead`` full services) is shared by all
+    instances, a fluid approximation that is exact for one instance.
+    """
+    if ahead < idle:
+        return service_s
+    return (busy_remaining_s + ahead * service_s) / instances + service_s
