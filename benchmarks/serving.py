@@ -22,6 +22,7 @@ import argparse
 import datetime
 import os
 import platform
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ import onnx
 
 from backends.cpu import CpuBackend
 from baselines import launch
+from protos import inference_pb2 as pb
 from serve.bench import LoadResult, run_load
 from serve.client import Client, build_request, parse_response
 from serve.config import MODEL_FILE, ModelConfig
@@ -50,6 +52,9 @@ class Point:
     latencies: list[np.ndarray] = field(default_factory=list)
     wall_s: float = 0.0
     errors: int = 0
+    # bwserve only: its own ModelStatistics over these requests (count, success,
+    # queue, compute_input, compute_infer, compute_output ns), where the time went.
+    server_ns: np.ndarray = field(default_factory=lambda: np.zeros(6, dtype=np.int64))
 
     def add(self, result: LoadResult) -> None:
         self.latencies.append(result.latencies_s)
@@ -131,6 +136,17 @@ def start_servers(names, repo, models, requests, work: Path) -> dict[tuple[str, 
     return servers
 
 
+STAGES = ("success", "queue", "compute_input", "compute_infer", "compute_output")
+
+
+def server_stats(address: str, model: str) -> np.ndarray:
+    """bwserve's cumulative (count, *stage ns) for one model."""
+    with Client(address) as client:
+        (stats,) = client.stub.ModelStatistics(pb.ModelStatisticsRequest(name=model), timeout=10).model_stats
+    s = stats.inference_stats
+    return np.array([s.success.count] + [getattr(s, stage).ns for stage in STAGES], dtype=np.int64)
+
+
 def measure(servers, models, names, concurrencies, requests, args) -> dict[tuple, Point]:
     points: dict[tuple, Point] = {}
     for r in range(args.rounds):
@@ -139,9 +155,14 @@ def measure(servers, models, names, concurrencies, requests, args) -> dict[tuple
         for model in models:
             for c in concurrencies:
                 for name in order:
-                    result = run_load(servers[model, name].address, requests[model], concurrency=c,
+                    address = servers[model, name].address
+                    point = points.setdefault((model, c, name), Point())
+                    before = server_stats(address, model) if name == "bwserve" else None
+                    result = run_load(address, requests[model], concurrency=c,
                                       requests=args.requests, duration=args.duration, warmup=args.warmup)
-                    points.setdefault((model, c, name), Point()).add(result)
+                    if before is not None:  # warm-up requests included: a small bias, same in every round
+                        point.server_ns += server_stats(address, model) - before
+                    point.add(result)
     return points
 
 
@@ -168,7 +189,30 @@ def report(points, run_p50, models, names, concurrencies) -> str:
             ratios.append(f"| {model} | {c} | {ratio(ours[0], rows['obvious'][0])} | "
                           f"{ratio(ours[1], rows['obvious'][1])} | {ratio(ours[2], rows['empty'][0])} | "
                           f"{ratio(ours[0], kserve[0])} | {ratio(ours[1], kserve[1])} |")
-    return "\n".join(lines + [""] + ratios)
+    return "\n".join(lines + [""] + ratios + [""] + breakdown(points, models, concurrencies))
+
+
+def breakdown(points, models, concurrencies) -> list[str]:
+    """Where a bwserve request's time went, means from its own ModelStatistics (us)."""
+    lines = ["| model | conc | client mean | in handler | queue (hop to worker) | decode | "
+             "compute | encode | handler rest (hop back, stats) | outside handler (gRPC, client) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for model in models:
+        for c in concurrencies:
+            point = points[model, c, "bwserve"]
+            count, total, queue, decode, compute, encode = point.server_ns / max(1, point.server_ns[0]) / 1e3
+            mean = float(np.mean(np.concatenate(point.latencies))) * 1e6
+            rest = total - queue - decode - compute - encode
+            lines.append(f"| {model} | {c} | {mean:.0f} | {total:.0f} | {queue:.0f} | {decode:.0f} | "
+                         f"{compute:.0f} | {encode:.0f} | {rest:.0f} | {mean - total:.0f} |")
+    return lines
+
+
+def describe_tree() -> str:
+    """The commit measured, and whether serve/ or backends/ had uncommitted changes."""
+    run = lambda *a: subprocess.run(["git", *a], cwd=launch.ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
+    dirty = run("status", "--porcelain", "--", "serve", "backends")
+    return run("rev-parse", "--short", "HEAD") + (" + uncommitted serve/backends changes" if dirty else "")
 
 
 def main() -> None:
@@ -215,8 +259,9 @@ def main() -> None:
         finally:
             for server in servers.values():
                 server.stop()
-    print(f"\n{started}, {platform.node()}, {os.cpu_count()} cores, load {os.getloadavg()}; "
-          f"{args.rounds} rounds x {args.requests} requests per point\n")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n{started}, {describe_tree()}, {platform.node()}, {os.cpu_count()} cores, load average {load} "
+          f"at the end; {args.rounds} rounds x {args.requests} requests per point\n")
     print("session.run p50 (us): " + ", ".join(f"{m} {v:.0f}" for m, v in run_p50.items()) + "\n")
     print(report(points, run_p50, models, names, args.concurrency))
 
