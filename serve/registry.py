@@ -85,12 +85,14 @@ def build_model(repo: ModelRepository, name: str, version: int, metrics: Metrics
     for index, times in enumerate(warm):
         for seconds in times:
             scheduler.record_compute(index, seconds)
+    bound = ModelMetrics.bind(metrics, name, version_str, device)
     return LoadedModel(
         name=name, version=version_str, config=config,
         codec=Codec(config.inputs, config.outputs),
         scheduler=scheduler,
         device=device,
-        metrics=ModelMetrics.bind(metrics, name, version_str, device),
+        metrics=bound,
+        stats=ModelStats(bound),
     )
 
 
@@ -207,4 +209,3 @@ class ModelRegistry:
         else:
             self._versions.pop(name, None)
             self._latest.pop(name, None)
-        self.metrics.models_ready.set(sum(len(v) for v in self._versions.values()))

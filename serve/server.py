@@ -37,7 +37,7 @@ class ServerConfig:
     repo: Path
     host: str = "127.0.0.1"
     port: int = 8001
-    metrics_port: int | None = 8002  # None: no metrics endpoint
+    metrics_port: int | None = 8002  # None: no metrics endpoint, and nothing recorded
     models: tuple[str, ...] | None = None  # load these at start; None: every model in repo
     max_message_bytes: int = 64 * 1024 * 1024
     grace_s: float = 10.0
@@ -55,8 +55,9 @@ def _reflection_pool() -> descriptor_pool.DescriptorPool:
 class BwServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.metrics = Metrics()
+        self.metrics = Metrics(enabled=config.metrics_port is not None)
         self.registry = ModelRegistry(ModelRepository(config.repo), self.metrics)
+        self.metrics.watch(self.registry)
         self.health = HealthServicer()
         self._serving = False
         self.port = 0

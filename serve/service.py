@@ -1,6 +1,7 @@
 """The KServe v2 / Triton gRPC service (``inference.GRPCInferenceService``)."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -108,6 +109,14 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     # -- inference --------------------------------------------------------
 
     async def ModelInfer(self, request, context):
+        metrics = self.metrics
+        metrics.inflight += 1  # read by the metrics collector at scrape time
+        try:
+            return await self._infer(request, context)
+        finally:
+            metrics.inflight -= 1
+
+    async def _infer(self, request, context):
         start = perf_counter_ns()
         model: LoadedModel | None = None
         try:
@@ -127,33 +136,19 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             response = pb.ModelInferResponse(
                 model_name=model.name, model_version=model.version, id=request.id)
             model.codec.encode(result.outputs, names, response)
-        except Exception as exc:
+        except asyncio.CancelledError:  # the client cancelled or its deadline passed
             if model is not None:
-                self._record_failure(model, exc, start)
+                model.stats.failure(perf_counter_ns() - start, grpc.StatusCode.CANCELLED)
+            raise
+        except Exception as exc:
+            code = status_of(exc)
+            if model is not None:
+                model.stats.failure(perf_counter_ns() - start, code, _REJECT_REASON.get(type(exc)))
+            else:  # no model resolved (unknown, not ready): counted without model labels
+                self.metrics.unknown_model[code].inc()
             return await self._fail(context, exc)
-        end = perf_counter_ns()
-        decode_ns, encode_ns = decoded - start, end - ran
-        model.stats.success(end - start, result.queue_ns, decode_ns, result.compute_ns, encode_ns)
-        m = model.metrics
-        m.request.observe((end - start) / 1e9)
-        m.queue.observe(result.queue_ns / 1e9)
-        m.compute.observe(result.compute_ns / 1e9)
-        m.decode.observe(decode_ns / 1e9)
-        m.encode.observe(encode_ns / 1e9)
-        m.ok.inc()
-        device = result.device_stats
-        if device is not None:
-            m.device_seconds.observe(device.seconds)
-            m.device_cycles.observe(device.cycles)
-            m.mac_utilisation.observe(device.mac_utilisation)
+        model.stats.success(start, decoded, ran, perf_counter_ns(), result)
         return response
-
-    def _record_failure(self, model: LoadedModel, exc: BaseException, start: int) -> None:
-        model.stats.failure(perf_counter_ns() - start)
-        model.metrics.codes[status_of(exc)].inc()
-        reason = _REJECT_REASON.get(type(exc))
-        if reason is not None:
-            model.metrics.rejected[reason].inc()
 
     # -- model repository -------------------------------------------------
 
