@@ -1,0 +1,67 @@
+"""``FpgaBackend``: a model compiled for the simulated FPGA, served one request at a time.
+
+Load compiles the model once (``compiler``), pins its weights, binds the program
+(``runtime``) and computes its static cycle count (``cycles``); a request then only
+runs the bound instruction chain. ``last_device_stats`` reports the modeled device
+latency and MAC-array utilisation.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import onnx
+
+from backends.base import Backend, BackendUnavailable, DeviceStats, ModelLoadFailed
+from backends.fpga import matunit
+from backends.fpga.compiler import compile_model
+from backends.fpga.cycles import program_cost
+from backends.fpga.options import parse_options
+from backends.fpga.runtime import Runtime
+
+
+class FpgaBackend(Backend):
+    device = "fpga"
+
+    def load(self, model_path: Path) -> None:
+        try:
+            model = onnx.load(str(model_path))
+        except Exception as exc:  # protobuf's decode errors are untyped
+            raise ModelLoadFailed(f"cannot read {Path(model_path).name}: {exc}") from exc
+        self.load_model(model)
+
+    def load_model(self, model: onnx.ModelProto) -> None:
+        """Compile and bind an in-memory model (``load`` reads one from a file)."""
+        opts = parse_options(dict(self.config.backend_options))
+        self.program, self.cfg = compile_model(model, dict(self.config.layer_formats), opts)
+        self.cost = program_cost(self.cfg, self.program.body)
+        self.engine = self._engine(opts.sim)
+        self.runtime = Runtime(self.program, self.cfg, self.engine)
+        self._stats = DeviceStats(self.cost.cycles, self.cost.seconds(self.cfg), self.cost.utilisation(self.cfg))
+        self._last: DeviceStats | None = None
+
+    def _engine(self, sim: str):
+        if sim == "golden":
+            return matunit.golden_tiles
+        if sim == "tile":
+            return matunit.tile_by_tile
+        try:
+            return matunit.RtlEngine(self.cfg)
+        except ImportError as exc:
+            raise BackendUnavailable(f"fpga_sim=rtl needs the Verilator harness (hw.sim): {exc}") from exc
+        except Exception as exc:  # the build reports missing tools with its own errors
+            raise BackendUnavailable(f"fpga_sim=rtl: cannot build or load the Verilated array: {exc}") from exc
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self.runtime.run(inputs)
+        self._last = self._stats
+        return out
+
+    def last_device_stats(self) -> DeviceStats | None:
+        return self._last
+
+    def close(self) -> None:
+        if isinstance(self.engine, matunit.RtlEngine):
+            self.engine.close()
+        self.runtime = None

@@ -1,0 +1,185 @@
+"""ONNX model -> ``isa.Program``: lowering, host partitioning, weight pinning.
+
+Nodes are lowered in topological order by the functions in ``lower_matrix``,
+``lower_vector`` and ``lower_rnn`` (one table, ``LOWERINGS``). A lowering either emits
+instructions or raises ``Unsupported``; such nodes run on the host: consecutive ones
+become one ``HostCall`` partition (an ONNX sub-model run by onnxruntime), whose inputs
+and outputs cross the host link. With ``strict`` the first one is an error instead.
+
+Weights are pinned after lowering, once their total size is known: a model whose
+tiles do not fit ``HwConfig.weight_mem_bytes`` is refused with both sizes.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from backends.base import ModelLoadFailed
+from backends.fpga import isa
+from backends.fpga.graph import Graph, load_graph
+from backends.fpga.operands import encode_weights, tile_bytes, tile_count
+from backends.fpga.options import FpgaOptions, hw_config, layer_format
+from hw.config import HwConfig
+
+
+class Unsupported(Exception):
+    """This node cannot run on the device (the message says why); it goes to the host."""
+
+
+class Ctx:
+    """What a lowering function sees: the graph, the array config, and the emitters."""
+
+    def __init__(self, graph: Graph, cfg: HwConfig):
+        self.g, self.cfg = graph, cfg
+        self.body: list = []
+        self.consts_pinned: dict[str, isa.PinConst] = {}
+        self.weights: dict[str, tuple[np.ndarray, str]] = {}  # slot -> (W (G, K, N), format)
+        self.skip: set[int] = set()  # id() of nodes folded into an earlier one
+        self._n = 0
+
+    # -- tensors -------------------------------------------------------------------------
+    def shape(self, name: str) -> tuple[int, ...]:
+        if name not in self.g.shapes:
+            raise Unsupported(f"the shape of {name!r} is not known at compile time")
+        return tuple(self.g.shapes[name])
+
+    def const(self, name: str) -> np.ndarray | None:
+        return self.g.consts.get(name) if name else None
+
+    def operand(self, name: str) -> str:
+        """The register holding tensor ``name``; a constant is pinned in vector memory."""
+        value = self.g.consts.get(name)
+        if value is not None:
+            return self.pin_const(value, name)
+        return name
+
+    def pin_const(self, value: np.ndarray, name: str | None = None) -> str:
+        name = name or self.tmp("const")
+        if name not in self.consts_pinned:
+            self.consts_pinned[name] = isa.PinConst(name, np.asarray(value, np.float32))
+        return name
+
+    def tmp(self, hint: str) -> str:
+        self._n += 1
+        return f"{hint}#{self._n}"
+
+    def emit(self, ins) -> None:
+        self.body.append(ins)
+
+    # -- weights ----------------------------------------------------------------------
+    def fmt(self, weight: str | None) -> str:
+        """The format a layer computes in: its weight's, else fp32 (the widest encoding)."""
+        return self.g.formats.get(weight, "fp32") if weight else "fp32"
+
+    def pin_weights(self, w: np.ndarray, fmt: str, hint: str) -> str:
+        slot = self.tmp(f"W:{hint}")
+        self.weights[slot] = (np.asarray(w, np.float64), fmt)
+        return slot
+
+    def find_bn(self, out: str):
+        """If ``out``'s only consumer is an inference BatchNormalization with constant
+        parameters, return (node, scale, shift) per channel; else None."""
+        users = self.g.consumers(out)
+        if len(users) != 1 or out in self.g.outputs or users[0].op_type != "BatchNormalization":
+            return None
+        bn = users[0]
+        params = [self.const(i) for i in bn.input[1:5]]
+        attrs = self.g.attrs(bn)
+        if any(p is None for p in params) or attrs.get("training_mode", 0) or len([o for o in bn.output if o]) != 1:
+            return None
+        scale, bias, mean, var = (p.astype(np.float64) for p in params)
+        s = scale / np.sqrt(var + attrs.get("epsilon", 1e-5))
+        return bn, s, bias - mean * s
+
+
+def _is_device_dtype(g: Graph, node) -> bool:
+    names = [i for i in node.input if i and i not in g.consts] + [o for o in node.output if o]
+    return all(g.is_float(n) for n in names)
+
+
+def _host_call(ctx: Ctx, nodes: list, parts: list, later: set[str]) -> isa.HostCall:
+    g = ctx.g
+    produced = {o for n in nodes for o in n.output if o}
+    needed = [i for n in nodes for i in n.input if i and i not in produced]
+    srcs = tuple(dict.fromkeys(i for i in needed if i not in g.consts))
+    inits = [onnx.numpy_helper.from_array(g.consts[i], i) for i in dict.fromkeys(needed) if i in g.consts]
+    dsts = tuple(o for n in nodes for o in n.output if o in later)
+    info = lambda n: helper.make_tensor_value_info(n, g.dtypes.get(n, 0), g.shapes.get(n))  # noqa: E731
+    graph = helper.make_graph(nodes, f"host{len(parts)}", [info(i) for i in srcs], [info(o) for o in dsts], inits)
+    model = helper.make_model(graph, opset_imports=list(g.model.opset_import), ir_version=g.model.ir_version)
+    nbytes = lambda names: sum(4 * int(np.prod(g.shapes.get(n, (1,)))) for n in names)  # noqa: E731
+    parts.append(model)
+    return isa.HostCall(len(parts) - 1, srcs, dsts, nbytes(srcs), nbytes(dsts))
+
+
+def _lower_all(ctx: Ctx, strict: bool) -> list:
+    from backends.fpga.lowerings import LOWERINGS
+
+    g, parts, pending, pending_at = ctx.g, [], [], 0
+    for name in g.inputs:
+        ctx.emit(isa.Recv(name, name, ctx.shape(name)))
+
+    def flush(at: int, later_nodes) -> None:
+        nonlocal pending
+        if pending:
+            later = {i for n in later_nodes for i in n.input} | set(g.outputs)
+            ctx.body.insert(at, _host_call(ctx, pending, parts, later))
+            pending = []
+
+    for index, node in enumerate(g.nodes):
+        if id(node) in ctx.skip:
+            continue
+        mark = len(ctx.body)
+        try:
+            lower = LOWERINGS.get(node.op_type)
+            if lower is None or node.domain not in ("", "ai.onnx"):
+                raise Unsupported(f"op {node.op_type} is not in the fpga instruction set")
+            if not _is_device_dtype(g, node):
+                raise Unsupported("the device computes in float32 only")
+            lower(ctx, node)
+        except Unsupported as why:
+            del ctx.body[mark:]
+            if strict:
+                raise ModelLoadFailed(
+                    f"strict: node {node.name or '(unnamed)'!r} (op {node.op_type}) cannot run on the fpga: {why}"
+                ) from None
+            if not pending:
+                pending_at = mark
+            pending.append(node)
+            continue
+        flush(pending_at, g.nodes[index:])
+    flush(len(ctx.body), [])
+    for name in g.outputs:
+        ctx.emit(isa.Send(ctx.operand(name), name, ctx.shape(name)))
+    return parts
+
+
+def _pin(ctx: Ctx) -> list:
+    cfg = ctx.cfg
+    tiles = sum(tile_count(cfg, *w.shape) for w, _ in ctx.weights.values())
+    need = tile_bytes(cfg, tiles)
+    if need > cfg.weight_mem_bytes:
+        raise ModelLoadFailed(
+            f"the model's weights need {need} bytes of on-chip weight memory ({tiles} tiles of "
+            f"{cfg.rows}x{cfg.cols} at {cfg.weight_bits:g} bits per weight), but the array has "
+            f"{cfg.weight_mem_bytes} bytes (fpga option weight_mem)")
+    pins = [isa.PinWeights(slot, encode_weights(cfg, layer_format(fmt), w), fmt)
+            for slot, (w, fmt) in ctx.weights.items()]
+    return pins + list(ctx.consts_pinned.values())
+
+
+def compile_model(model: onnx.ModelProto, layer_formats: dict[str, str],
+                  opts: FpgaOptions) -> tuple[isa.Program, HwConfig]:
+    """Compile ``model`` for the array ``opts`` and the formats describe."""
+    g = load_graph(model, layer_formats)
+    try:
+        formats = [layer_format(f) for f in g.formats.values()]
+    except ValueError as exc:
+        raise ModelLoadFailed(str(exc)) from exc
+    cfg = hw_config(opts, formats)
+    ctx = Ctx(g, cfg)
+    parts = _lower_all(ctx, opts.strict)
+    prologue = _pin(ctx)
+    program = isa.Program(prologue, ctx.body, parts, {n: n for n in g.inputs}, {n: n for n in g.outputs})
+    return program, cfg

@@ -1,0 +1,116 @@
+"""The matrix unit: every (rows x cols) weight tile of a product, on one of three engines.
+
+* ``golden`` (serving default): all tiles of a product at once, vectorised in numpy
+  with ``hw.golden``'s own ``align`` and ``sat_add`` steps and its rule for choosing
+  each tile's accumulator exponent. ``tests/fpga/test_matunit.py`` checks it bit for
+  bit against ``hw.golden.tile_matmul`` called tile by tile (the ``tile`` engine).
+* ``tile``: one ``hw.golden.tile_matmul`` call per tile (the specification itself).
+* ``rtl``: one Verilated tile run per tile (``hw.sim.TileSim``), fed the accumulator
+  exponent ``hw.golden.choose_acc_exp`` picks; its cycle counts are recorded.
+
+Each engine returns the tiles' values ``acc * 2**acc_exp`` (float64, exact); the
+runtime then adds the K-tiles in one fixed order, so all three agree bit for bit.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from hw import golden
+from hw.config import HwConfig
+
+from backends.fpga.isa import WeightTiles
+
+# Elements of the largest intermediate array (G*nk*nn*nb*T*cols) the golden engine makes
+# at once; bigger products are done in slices of K-tiles (identical results).
+_CHUNK = 1 << 22
+
+
+def _choose_acc_exp(cfg: HwConfig, sums: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """``hw.golden``'s accumulator-exponent rule for a stack of tiles.
+
+    ``sums``, ``e``: (..., nb, T, cols) block sums and block product exponents; the
+    result has shape (...). The per-column peak adds the blocks in order 0, 1, ..., as
+    the golden model's ``sum(axis=0)`` does, so the float64 rounding is the same.
+    """
+    nonzero = sums != 0
+    big = np.iinfo(np.int64).max
+    finest = np.where(nonzero, e, big).min(axis=(-3, -2, -1))
+    mag = np.ldexp(np.abs(sums).astype(np.float64), e)
+    peak = mag[..., 0, :, :]
+    for b in range(1, mag.shape[-3]):
+        peak = peak + mag[..., b, :, :]
+    peak = peak.max(axis=(-2, -1))
+    with np.errstate(divide="ignore"):
+        needed = np.floor(np.log2(np.where(peak > 0, peak, 1.0))).astype(np.int64) + 3 - cfg.acc_bits
+    chosen = np.clip(np.maximum(finest, needed), cfg.acc_exp_min, cfg.acc_exp_max)
+    return np.where(nonzero.any(axis=(-3, -2, -1)), chosen, 0)
+
+
+def _golden_chunk(cfg: HwConfig, wm, we, xm, xe) -> np.ndarray:
+    g, nk, nn = wm.shape[:3]
+    t, nb, b, cols = xm.shape[2], cfg.n_blocks, cfg.block, cfg.cols
+    xs = xm.reshape(g, nk, 1, t, nb, b).transpose(0, 1, 2, 4, 3, 5).astype(np.float64)
+    ws = wm.reshape(g, nk, nn, nb, b, cols).astype(np.float64)
+    sums = np.matmul(xs, ws).astype(np.int64)  # (g, nk, nn, nb, t, cols); exact, as golden.block_sums
+    e = we[:, :, :, :, None, :] + xe.transpose(0, 1, 3, 2)[:, :, None, :, :, None]
+    acc_exp = _choose_acc_exp(cfg, sums, e)
+    aligned, _, _ = golden.align(cfg, sums, e - acc_exp[..., None, None, None])
+    acc = aligned[:, :, :, 0]
+    for blk in range(1, nb):  # in order: saturation makes the order matter
+        acc, _ = golden.sat_add(cfg, acc, aligned[:, :, :, blk])
+    return np.ldexp(acc.astype(np.float64), acc_exp[..., None, None])
+
+
+def golden_tiles(cfg: HwConfig, w: WeightTiles, xm: np.ndarray, xe: np.ndarray) -> np.ndarray:
+    """Values of every tile: (G, nk, nn, T, cols) float64, vectorised over all tiles."""
+    g, nk, nn = w.mant.shape[:3]
+    per_k = g * nn * cfg.n_blocks * xm.shape[2] * cfg.cols
+    step = max(1, _CHUNK // max(per_k, 1))
+    parts = [_golden_chunk(cfg, w.mant[:, s:s + step], w.exp[:, s:s + step], xm[:, s:s + step], xe[:, s:s + step])
+             for s in range(0, nk, step)]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
+def tile_by_tile(cfg: HwConfig, w: WeightTiles, xm: np.ndarray, xe: np.ndarray) -> np.ndarray:
+    """The same values through ``hw.golden.tile_matmul``, one call per tile (slow)."""
+    g, nk, nn = w.mant.shape[:3]
+    out = np.empty((g, nk, nn, xm.shape[2], cfg.cols))
+    for i in np.ndindex(g, nk, nn):
+        out[i] = golden.tile_matmul(cfg, w.mant[i], w.exp[i], xm[i[:2]], xe[i[:2]]).values()
+    return out
+
+
+class RtlEngine:
+    """Tiles on the Verilated array; keeps the cycle counts the RTL reported."""
+
+    def __init__(self, cfg: HwConfig):
+        from hw.sim import TileSim  # builds or reuses the cached Verilator model
+
+        self.cfg = cfg
+        self.sim = TileSim(cfg)
+        self.load_cycles = 0
+        self.tile_cycles = 0
+
+    def __call__(self, cfg: HwConfig, w: WeightTiles, xm: np.ndarray, xe: np.ndarray) -> np.ndarray:
+        g, nk, nn = w.mant.shape[:3]
+        out = np.empty((g, nk, nn, xm.shape[2], cfg.cols))
+        for i in np.ndindex(g, nk, nn):
+            self.load_cycles += self.sim.load_weights(w.mant[i], w.exp[i])
+            acc_exp = golden.choose_acc_exp(cfg, w.mant[i], w.exp[i], xm[i[:2]], xe[i[:2]])
+            acc, cycles = self.sim.run_tile(xm[i[:2]], xe[i[:2]], acc_exp)
+            self.tile_cycles += cycles
+            out[i] = np.ldexp(acc.astype(np.float64), acc_exp)
+        return out
+
+    def close(self) -> None:
+        self.sim.close()
+
+
+def reduce_tiles(values: np.ndarray, n: int) -> np.ndarray:
+    """(G, nk, nn, T, cols) tile values -> (G, T, N) fp32: K-tiles added in order in
+    the float64 accumulation buffer, then rounded once."""
+    total = values[:, 0]
+    for kt in range(1, values.shape[1]):
+        total = total + values[:, kt]
+    g, nn, t, cols = total.shape
+    return total.transpose(0, 2, 1, 3).reshape(g, t, nn * cols)[:, :, :n].astype(np.float32)

@@ -1,0 +1,100 @@
+"""Backend options and layer formats -> the one ``HwConfig`` a model runs on.
+
+Options (``ModelConfig.backend_options``, strings; ``serve deploy --option k=v``):
+
+``array=RxC``        systolic array rows x cols (default: ``hw.config.DEFAULT``'s)
+``fpga_sim=golden``  matrix tiles on the numpy golden model (default) or ``rtl`` (Verilator)
+``strict=0|1``       1: refuse a model with any op the device does not run
+``weight_mem=N``     on-chip weight memory in bytes (suffixes KiB, MiB accepted)
+``mant_bits=N``      override the array's mantissa width chosen from the formats
+
+The array's mantissa width follows the formats the model uses: an integer element of
+``m`` magnitude bits plus a sign needs ``m + 1`` bits of two's complement; an fp32 or
+fp16 layer (or an MX minifloat, whose elements span more than 16 bits as integers)
+gets the widest setting, 16 bits with a 63-bit accumulator (``hw.config`` preset
+``ref16``). Its block is the largest that divides both the array's rows and every
+format's block, so a format block is a whole number of hardware blocks sharing one
+exponent (exact).
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+
+from backends.base import ModelLoadFailed
+from hw.config import DEFAULT, HwConfig, preset
+from models.quantize.formats import Family, Format, parse_format
+
+WIDEST = preset("ref16")
+_SIZE = re.compile(r"^\s*(\d+)\s*(KiB|MiB|GiB|k|K|M)?\s*$")
+_UNITS = {None: 1, "k": 1024, "K": 1024, "KiB": 1024, "M": 2**20, "MiB": 2**20, "GiB": 2**30}
+KNOWN = ("array", "fpga_sim", "strict", "weight_mem", "mant_bits")
+
+
+@dataclass(frozen=True)
+class FpgaOptions:
+    rows: int
+    cols: int
+    sim: str  # "golden" | "rtl" | "tile" (golden, one hw.golden.tile_matmul call per tile)
+    strict: bool
+    weight_mem: int | None
+    mant_bits: int | None
+
+
+def parse_options(options: dict[str, str]) -> FpgaOptions:
+    """Check and parse the backend options; an unknown or malformed one is an error."""
+    unknown = set(options) - set(KNOWN)
+    if unknown:
+        raise ModelLoadFailed(f"unknown fpga option(s) {sorted(unknown)}; known: {', '.join(KNOWN)}")
+    rows, cols = DEFAULT.rows, DEFAULT.cols
+    if "array" in options:
+        m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", options["array"])
+        if not m:
+            raise ModelLoadFailed(f"fpga option array={options['array']!r}: expected ROWSxCOLS, e.g. 16x16")
+        rows, cols = int(m[1]), int(m[2])
+    sim = options.get("fpga_sim", "golden")
+    if sim not in ("golden", "rtl", "tile"):
+        raise ModelLoadFailed(f"fpga option fpga_sim={sim!r}: expected golden or rtl")
+    strict = options.get("strict", "0").strip().lower() in ("1", "true", "yes")
+    mem = None
+    if "weight_mem" in options:
+        m = _SIZE.match(options["weight_mem"])
+        if not m:
+            raise ModelLoadFailed(f"fpga option weight_mem={options['weight_mem']!r}: expected bytes, e.g. 8MiB")
+        mem = int(m[1]) * _UNITS[m[2]]
+    mant = int(options["mant_bits"]) if "mant_bits" in options else None
+    return FpgaOptions(rows, cols, sim, strict, mem, mant)
+
+
+def element_bits(fmt: Format | None) -> int:
+    """Two's-complement mantissa bits that hold every element of ``fmt`` exactly."""
+    if fmt is None or fmt.spec.family is not Family.BFP and not (
+            fmt.spec.family is Family.MX and fmt.spec.element.spec.is_int):
+        return WIDEST.mant_bits
+    return fmt.spec.element.spec.mbits + 2  # magnitude bits (mbits + 1) and a sign
+
+
+def layer_format(name: str | None) -> Format | None:
+    """A layer's format by name; fp32/fp16 (or none) mean the array's widest encoding."""
+    if not name:
+        return None
+    fmt = parse_format(name)
+    if fmt.spec.family is Family.INT8:
+        raise ModelLoadFailed("int8 (onnxruntime QDQ) models are for cpu/gpu; deploy a block format on fpga")
+    return None if fmt.spec.family is Family.IEEE else fmt
+
+
+def hw_config(opts: FpgaOptions, formats: list[Format | None]) -> HwConfig:
+    """The array a model runs on: the options' size, widths to hold every format."""
+    mant = opts.mant_bits or max([element_bits(f) for f in formats] or [WIDEST.mant_bits])
+    base = WIDEST if mant > DEFAULT.mant_bits else DEFAULT
+    block = math.gcd(opts.rows, base.block)
+    for f in formats:
+        if f is not None:
+            block = math.gcd(block, f.spec.block_size)
+    try:
+        return replace(base, rows=opts.rows, cols=opts.cols, block=block, mant_bits=mant,
+                       weight_mem_bytes=opts.weight_mem or base.weight_mem_bytes)
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadFailed(f"fpga options give an invalid array: {exc}") from exc
