@@ -44,8 +44,10 @@ def detect_framework(path: Path | str | list[Path | str]) -> str:
     suffix = path.suffix.lower()
     if suffix in _BY_SUFFIX:
         return _BY_SUFFIX[suffix]
-    if suffix in (".pb", ".pbtxt", ""):
+    if suffix in (".pb", ".pbtxt"):
         return "onnx" if _looks_like_onnx(path) else "tf"
+    if _looks_like_onnx(path):
+        return "onnx"
     if zipfile.is_zipfile(path):
         names = zipfile.ZipFile(path).namelist()
         if any(n.endswith("data.pkl") or n.endswith("constants.pkl") for n in names):
