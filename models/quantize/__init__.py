@@ -12,6 +12,8 @@ Python API (what ``serve deploy`` calls)::
     result.layer_formats  # {initializer name: format name} -> ModelConfig.layer_formats
     result.report         # QuantizeReport: per-layer table, bits, sizes, accuracy;
                           # result.report.render() prints it with rich
+    result.backend_options  # merge into ModelConfig.backend_options: tells the FPGA
+                          # to quantise activations like each layer's weights
 
     quantize_model(model, "mxfp8_e4m3")                   # one format, no data needed
 

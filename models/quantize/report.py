@@ -76,6 +76,13 @@ class QuantizeReport:
             console.print(f"note: {note}")
 
 
+# ModelConfig.backend_options entry telling the FPGA backend how to treat activations:
+# quantise each Conv/MatMul/Gemm input to its weight's entry in layer_formats
+# (models.quantize.quantize_activations). CPU/GPU ignore it: they keep float activations.
+ACTIVATIONS_OPTION = "activations"
+ACTIVATIONS_LIKE_WEIGHTS = "layer_formats"
+
+
 @dataclass(frozen=True)
 class QuantizeResult:
     """``model``: standard ONNX, ready for any backend; ``layer_formats``: what goes into
@@ -84,6 +91,11 @@ class QuantizeResult:
     model: onnx.ModelProto
     layer_formats: dict[str, str]
     report: QuantizeReport
+
+    @property
+    def backend_options(self) -> dict[str, str]:
+        """Entries for ``ModelConfig.backend_options`` (the activation rule above)."""
+        return {ACTIVATIONS_OPTION: ACTIVATIONS_LIKE_WEIGHTS}
 
 
 def _fmt(value: float | None, digits: int) -> str:
