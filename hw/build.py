@@ -1,0 +1,171 @@
+"""Build the Verilated tile model into a content-addressed cache.
+
+A build's directory is named by a hash of everything that can change its output:
+the RTL and harness sources, the Verilog parameters (from :class:`HwConfig`), the
+Verilator and compiler versions and all flags. An existing directory is reused, and
+never rebuilt in place: a changed input is a new hash and a new path (a shared
+object reloaded from the same path would be the old one). Builds happen in a
+temporary directory that is renamed into place, so two processes building the same
+model at once both succeed and one of them wins.
+
+The cache lives in ``$BWSERVE_HW_CACHE``, else ``~/.cache/bwserve/hw``.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from hw.config import HwConfig
+from hw.toolchain import Verilator, find_cxx, find_verilator
+
+__all__ = ["cache_root", "build_model", "write_params_header", "BuildError", "RTL_DIR", "TOP"]
+
+PKG_DIR = Path(__file__).resolve().parent
+RTL_DIR = PKG_DIR / "rtl"
+HARNESS = PKG_DIR / "csrc" / "harness.cpp"
+TOP = "bfp_tile"
+_FORMAT = 1  # bump when this file changes how builds are made
+
+# Splitting the generated C++ into files and functions of bounded size keeps g++
+# from going superlinear on one huge function and lets the files compile in parallel.
+VERILATOR_FLAGS = (
+    "--cc", "-O3", "-Wall", "--x-assign", "fast", "--x-initial", "fast", "--noassert",
+    "--output-split", "20000", "--output-split-cfuncs", "2000",
+)
+# Verilator's own defaults (verilated.mk), with -O2 for the model and the runtime.
+CXX_FLAGS = (
+    "-O2", "-fPIC", "-std=gnu++17", "-faligned-new", "-fcf-protection=none",
+    "-Wno-bool-operation", "-Wno-sign-compare", "-Wno-uninitialized",
+    "-Wno-unused-but-set-variable", "-Wno-unused-parameter", "-Wno-unused-variable", "-Wno-shadow",
+    "-DVM_COVERAGE=0", "-DVM_SC=0", "-DVM_TRACE=0", "-DVM_TRACE_FST=0", "-DVM_TRACE_VCD=0",
+)
+# *__Slow.cpp files only construct the model; optimising them costs build time for nothing.
+SLOW_OPT = "-O0"
+LD_FLAGS = ("-shared", "-pthread", "-latomic")
+RUNTIME_SOURCES = ("verilated.cpp", "verilated_threads.cpp")
+
+
+class BuildError(RuntimeError):
+    """Verilator or the compiler failed; the message holds the command and its output."""
+
+
+def cache_root() -> Path:
+    """Where builds go: ``$BWSERVE_HW_CACHE`` or ``~/.cache/bwserve/hw``."""
+    root = Path(os.environ.get("BWSERVE_HW_CACHE") or Path.home() / ".cache" / "bwserve" / "hw")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def rtl_sources() -> list[Path]:
+    return sorted(RTL_DIR.glob("*.sv"))
+
+
+def _digest(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _file_hashes(paths: list[Path]) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+def _run(args: list, cwd: Path | None = None, env: dict | None = None) -> None:
+    proc = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise BuildError(f"command failed ({proc.returncode}): {' '.join(map(str, args))}\n{proc.stdout}{proc.stderr}")
+
+
+def cached_build(prefix: str, key: str, make: Callable[[Path], None]) -> Path:
+    """Return ``<cache>/<prefix>-<key>``, running ``make(tmpdir)`` first if it is absent."""
+    root = cache_root()
+    final = root / f"{prefix}-{key}"
+    if (final / "build.json").is_file():
+        return final
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{prefix}-{key}-", dir=root))
+    try:
+        t0 = time.perf_counter()
+        make(tmp)
+        meta = {"key": key, "seconds": round(time.perf_counter() - t0, 2), "built": time.time()}
+        (tmp / "build.json").write_text(json.dumps(meta))
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / "build.json").is_file():  # not another process winning the race
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _compile_all(jobs: list[list], cwd: Path) -> None:
+    workers = max(1, min(len(jobs), os.cpu_count() or 1))
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        for fut in [pool.submit(_run, job, cwd) for job in jobs]:
+            fut.result()
+
+
+def _runtime(tool: Verilator, cxx: str, cxx_version: str) -> list[Path]:
+    """Verilator's runtime, compiled once per Verilator, compiler and flags."""
+    key = _digest({"v": tool.version, "root": str(tool.root), "cxx": cxx_version, "flags": CXX_FLAGS, "f": _FORMAT})
+
+    def make(tmp: Path) -> None:
+        inc = [f"-I{tool.include}", f"-I{tool.include / 'vltstd'}"]
+        _compile_all([[cxx, *CXX_FLAGS, *inc, "-c", tool.include / src, "-o", tmp / (src[:-4] + ".o")]
+                      for src in RUNTIME_SOURCES], tmp)
+
+    d = cached_build("vlrt", key, make)
+    return [d / (src[:-4] + ".o") for src in RUNTIME_SOURCES]
+
+
+def write_params_header(cfg: HwConfig, path: Path) -> None:
+    """Write the harness's ``bw_params.h`` (an explicit build step) from the config."""
+    lines = ["// Generated by hw/build.py from HwConfig; do not edit.", "#pragma once"]
+    lines += [f"#define BW_{name} {value}" for name, value in cfg.verilog_params().items()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def verilator_param_args(cfg: HwConfig) -> list[str]:
+    return [f"-G{name}={value}" for name, value in cfg.verilog_params().items()]
+
+
+def model_key(cfg: HwConfig) -> str:
+    tool = find_verilator()
+    _, cxx_version = find_cxx()
+    return _digest({
+        "kind": "cabi", "f": _FORMAT, "params": cfg.verilog_params(),
+        "rtl": _file_hashes(rtl_sources()), "harness": _file_hashes([HARNESS]),
+        "verilator": tool.version, "vflags": VERILATOR_FLAGS, "cxx": cxx_version,
+        "cxxflags": CXX_FLAGS, "slow": SLOW_OPT, "ldflags": LD_FLAGS,
+    })
+
+
+def build_model(cfg: HwConfig) -> Path:
+    """Build (or find in the cache) the C-ABI shared object for ``cfg``; return its path."""
+    tool = find_verilator()
+    cxx, cxx_version = find_cxx()
+    key = model_key(cfg)
+    runtime = _runtime(tool, cxx, cxx_version)
+    so_name = f"libbw_{key}.so"
+
+    def make(tmp: Path) -> None:
+        obj = tmp / "obj"
+        _run([tool.exe, *VERILATOR_FLAGS, *verilator_param_args(cfg), "-y", RTL_DIR,
+              "--top-module", TOP, "--prefix", f"V{TOP}", "-Mdir", obj, RTL_DIR / f"{TOP}.sv"], env=tool.env())
+        write_params_header(cfg, obj / "bw_params.h")
+        inc = [f"-I{obj}", f"-I{tool.include}", f"-I{tool.include / 'vltstd'}"]
+        sources = sorted(obj.glob(f"V{TOP}*.cpp")) + [HARNESS]
+        jobs = [[cxx, *CXX_FLAGS, *([SLOW_OPT] if s.name.endswith("__Slow.cpp") else []), *inc,
+                 "-c", s, "-o", obj / (s.stem + ".o")] for s in sources]
+        _compile_all(jobs, obj)
+        _run([cxx, *LD_FLAGS, "-o", tmp / so_name, *[obj / (s.stem + ".o") for s in sources], *runtime])
+        (tmp / "config.json").write_text(json.dumps({"name": cfg.name(), **cfg.verilog_params()}))
+        shutil.rmtree(obj)  # keep only the shared object: a cache entry stays small
+
+    return cached_build(f"cabi-{cfg.name()}", key, make) / so_name

@@ -1,0 +1,39 @@
+// A delay line of D registers that shift when `en` is high; D = 0 is a wire.
+//
+// Used for the input skew, the output de-skew, the accumulator hand-off between
+// exponent blocks and the valid/last pipeline. Data lines need no reset (what is
+// in flight is marked by the valid pipeline); RESET = 1 clears the control lines,
+// so a reset in the middle of a tile drops everything in flight.
+module bfp_delay #(
+    parameter int W = 1,
+    parameter int D = 1,
+    parameter bit RESET = 1'b0
+) (
+    input  logic         clk,
+    input  logic         rst,
+    input  logic         en,
+    input  logic [W-1:0] d,
+    output logic [W-1:0] q
+);
+  if (D == 0) begin : g_wire
+    assign q = d;
+    logic unused_ok;
+    assign unused_ok = &{1'b0, clk, rst, en};
+  end else begin : g_regs
+    // One named register per stage rather than an unpacked array: Verilator gives
+    // each non-blocking write to an array element a shadow copy and a flag.
+    for (genvar i = 0; i < D; i++) begin : g_stage
+      logic [W-1:0] in, r;
+      if (i == 0) begin : g_head
+        assign in = d;
+      end else begin : g_body
+        assign in = g_stage[i-1].r;
+      end
+      always_ff @(posedge clk) begin
+        if (RESET && rst) r <= '0;
+        else if (en) r <= in;
+      end
+    end
+    assign q = g_stage[D-1].r;
+  end
+endmodule
