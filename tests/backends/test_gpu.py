@@ -65,10 +65,15 @@ def test_loading_on_this_cpu_machine_refuses_instead_of_running_on_the_cpu(tmp_p
 def test_deploy_with_gpu_backend_fails_at_deploy_with_the_reason(tmp_path) -> None:
     if CUDA in ort.get_available_providers():
         pytest.skip("this machine has a CUDA onnxruntime")
+    import onnx
+
+    from models.examples import mlp
     from serve.deploy import prepare
 
+    path = tmp_path / "tiny.onnx"
+    onnx.save(mlp.build((8, 4)), path)
     with pytest.raises(BackendUnavailable, match=r"\[gpu\] extra"):
-        prepare(None, backend="gpu")
+        prepare([path], backend="gpu")
 
 
 def test_unknown_backend_names_the_known_ones() -> None:
