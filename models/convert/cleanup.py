@@ -21,7 +21,14 @@ TOOLS = ("onnxsim", "ort")
 
 def available_tools() -> list[str]:
     """The clean-up tools importable in this environment, preferred first."""
-    return [t for t in TOOLS if t != "onnxsim" or importlib.util.find_spec("onnxsim")]
+    return ["onnxsim", "ort"] if _has_onnxsim() else ["ort"]
+
+
+def _has_onnxsim() -> bool:
+    try:
+        return importlib.util.find_spec("onnxsim") is not None
+    except ValueError:  # sys.modules["onnxsim"] is None: blocked on purpose
+        return False
 
 
 def cleanup(model: onnx.ModelProto, source: str, tool: str = "auto") -> tuple[onnx.ModelProto, str]:
