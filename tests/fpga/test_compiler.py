@@ -1,0 +1,160 @@
+"""Compiled programs against onnxruntime, op by op, at the widest setting (16-bit mantissas).
+
+Tolerance: an operand of the matrix unit is off by at most 2**-15 of its block's
+maximum, so a product is within ~1e-4 of its output's scale (``close``); vector ops
+are fp32 like onnxruntime's.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from backends.base import ModelLoadFailed
+from backends.fpga import isa
+from tests.fpga.conftest import fpga, make_model, ort_run
+
+
+def close(got, want, scale=1e-4):
+    np.testing.assert_allclose(got, want, rtol=scale, atol=scale * max(1.0, float(np.abs(want).max())))
+
+
+def check(model, feeds, **options):
+    backend = fpga(model, **options)
+    got = backend.run(feeds)
+    for (name, value), want in zip(got.items(), ort_run(model, feeds)):
+        assert value.shape == want.shape, name
+        close(value, want)
+    return backend
+
+
+def ops(backend, kind) -> list:
+    return [i for i in backend.program.body if isinstance(i, kind)]
+
+
+CONVS = {
+    "plain": dict(kernel_shape=[3, 3]),
+    "stride_pad_asym": dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 2, 1]),
+    "dilated_grouped": dict(kernel_shape=[3, 3], dilations=[2, 2], group=2, pads=[2, 2, 2, 2]),
+    "depthwise": dict(kernel_shape=[3, 3], group=4, pads=[1, 1, 1, 1]),
+    "same_upper": dict(kernel_shape=[4, 4], strides=[2, 2], auto_pad="SAME_UPPER"),
+}
+
+
+@pytest.mark.parametrize("name", CONVS)
+@pytest.mark.parametrize("array", ["16x16", "8x8"])
+def test_conv_with_folded_batchnorm(name, array, rng):
+    attrs = CONVS[name]
+    group = attrs.get("group", 1)
+    cin, cout = 4, 8 if group != 4 else 4
+    w = rng.standard_normal((cout, cin // group, *attrs["kernel_shape"])).astype(np.float32)
+    bn = [rng.uniform(0.5, 2, cout), rng.standard_normal(cout), rng.standard_normal(cout), rng.uniform(0.5, 2, cout)]
+    inits = {"w": w, "b": rng.standard_normal(cout).astype(np.float32),
+             **{n: v.astype(np.float32) for n, v in zip(("s", "beta", "mean", "var"), bn)}}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], **attrs),
+             helper.make_node("BatchNormalization", ["c", "s", "beta", "mean", "var"], ["y"])]
+    model = make_model(nodes, {"x": [1, cin, 11, 10]}, {"y": None}, inits)
+    backend = check(model, {"x": rng.standard_normal((1, cin, 11, 10)).astype(np.float32)}, array=array)
+    assert len(ops(backend, isa.MatMul)) == 1 and not ops(backend, isa.Unary)
+    assert [b.kind for b in ops(backend, isa.Binary)] == ["add"]  # BN folded: one bias add
+
+
+def test_conv1d_and_dynamic_weights(rng):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], strides=[2], pads=[1, 1])]
+    model = make_model(nodes, {"x": [1, 3, 20], "w": [5, 3, 3]}, {"y": None})
+    backend = check(model, {"x": rng.standard_normal((1, 3, 20)).astype(np.float32),
+                            "w": rng.standard_normal((5, 3, 3)).astype(np.float32)})
+    assert ops(backend, isa.MatMul)[0].wsrc is not None
+
+
+@pytest.mark.parametrize("ta,tb,alpha,beta", [(0, 0, 1.0, 1.0), (1, 1, 0.5, 2.0), (0, 1, 1.0, 0.0)])
+def test_gemm(ta, tb, alpha, beta, rng):
+    a = rng.standard_normal((3, 40) if not ta else (40, 3)).astype(np.float32)
+    b = rng.standard_normal((40, 20) if not tb else (20, 40)).astype(np.float32)
+    c = rng.standard_normal((20,)).astype(np.float32)
+    node = helper.make_node("Gemm", ["a", "b", "c"], ["y"], transA=ta, transB=tb, alpha=alpha, beta=beta)
+    check(make_model([node], {"a": list(a.shape)}, {"y": None}, {"b": b, "c": c}), {"a": a})
+    check(make_model([node], {"a": list(a.shape), "b": list(b.shape), "c": [20]}, {"y": None}),
+          {"a": a, "b": b, "c": c})
+
+
+def test_batched_matmul_of_two_activations(rng):
+    node = helper.make_node("MatMul", ["a", "b"], ["y"])
+    model = make_model([node], {"a": [2, 3, 5, 17], "b": [2, 3, 17, 6]}, {"y": None})
+    backend = check(model, {"a": rng.standard_normal((2, 3, 5, 17)).astype(np.float32),
+                            "b": rng.standard_normal((2, 3, 17, 6)).astype(np.float32)})
+    assert ops(backend, isa.MatMul)[0].groups == 6
+
+
+POOLS = {
+    "max_ceil": ("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)),
+    "max_dilated_pad": ("MaxPool", dict(kernel_shape=[2, 2], dilations=[2, 2], pads=[1, 1, 1, 1])),
+    "avg_pad_counted": ("AveragePool", dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1)),
+    "avg_pad_uncounted_ceil": ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                                                  ceil_mode=1)),
+    "avg_same_lower": ("AveragePool", dict(kernel_shape=[2, 3], auto_pad="SAME_LOWER")),
+    "global_avg": ("GlobalAveragePool", {}),
+    "global_max": ("GlobalMaxPool", {}),
+}
+
+
+@pytest.mark.parametrize("name", POOLS)
+def test_pools(name, rng):
+    op, attrs = POOLS[name]
+    model = make_model([helper.make_node(op, ["x"], ["y"], **attrs)], {"x": [1, 3, 9, 8]}, {"y": None})
+    backend = check(model, {"x": rng.standard_normal((1, 3, 9, 8)).astype(np.float32)})
+    assert len(ops(backend, isa.Pool)) == 1
+
+
+def test_vector_ops_layout_and_standalone_batchnorm(rng):
+    inits = {"k": rng.standard_normal((1, 6, 1, 1)).astype(np.float32)}
+    nodes = [helper.make_node("Add", ["x", "k"], ["a"]), helper.make_node("Sigmoid", ["a"], ["s"]),
+             helper.make_node("Mul", ["s", "x"], ["m"]), helper.make_node("Tanh", ["m"], ["t"]),
+             helper.make_node("Sub", ["t", "x"], ["d"]), helper.make_node("Relu", ["d"], ["r"]),
+             helper.make_node("BatchNormalization", ["r", "sc", "bb", "mu", "var"], ["bn"]),
+             helper.make_node("Transpose", ["bn"], ["tr"], perm=[0, 2, 3, 1]),
+             helper.make_node("Flatten", ["tr"], ["y"], axis=1)]
+    model = make_model(nodes, {"x": [1, 6, 4, 5], "sc": [6], "bb": [6], "mu": [6], "var": [6]}, {"y": None}, inits)
+    feeds = {"x": rng.standard_normal((1, 6, 4, 5)).astype(np.float32),
+             **{n: rng.uniform(0.5, 2, 6).astype(np.float32) for n in ("sc", "bb", "mu", "var")}}
+    backend = check(model, feeds, strict=1)
+    assert not ops(backend, isa.HostCall)
+
+
+def _softmax_sandwich(rng):
+    inits = {"w1": rng.standard_normal((30, 20)).astype(np.float32),
+             "w2": rng.standard_normal((20, 10)).astype(np.float32)}
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"),
+             helper.make_node("Softmax", ["h"], ["p"], name="attention_softmax"),
+             helper.make_node("Exp", ["p"], ["e"], name="exp"),
+             helper.make_node("MatMul", ["e", "w2"], ["y"], name="fc2")]
+    return make_model(nodes, {"x": [1, 30]}, {"y": None}, inits)
+
+
+def test_unsupported_ops_run_on_the_host_as_one_partition(rng):
+    model = _softmax_sandwich(rng)
+    backend = check(model, {"x": rng.standard_normal((1, 30)).astype(np.float32)})
+    (call,) = ops(backend, isa.HostCall)
+    assert call.srcs == ("h",) and call.dsts == ("e",) and call.in_bytes == call.out_bytes == 80
+    assert len(backend.program.host_parts[0].graph.node) == 2
+    from backends.fpga.cycles import cost, link_cycles
+
+    assert cost(backend.cfg, call).cycles == 2 * link_cycles(backend.cfg, 80) > 0
+
+
+def test_strict_refuses_naming_the_first_unsupported_node(rng):
+    with pytest.raises(ModelLoadFailed, match=r"'attention_softmax' \(op Softmax\)"):
+        fpga(_softmax_sandwich(rng), strict=1)
+
+
+def test_weights_that_do_not_fit_are_refused_with_both_sizes(rng):
+    model = _softmax_sandwich(rng)  # 30x20 + 20x10 weights: 2x2 + 2x1 tiles of 16x16 at 16 + 8/16 bits: 6*256*16.5/8
+    with pytest.raises(ModelLoadFailed, match=r"need 3168 bytes .* has 1024 bytes"):
+        fpga(model, weight_mem="1KiB")
+    fpga(model, weight_mem="3168")  # exactly enough
+
+
+def test_bad_options_are_load_errors(rng):
+    for options in ({"array": "16"}, {"fpga_sim": "fast"}, {"colour": "red"}):
+        with pytest.raises(ModelLoadFailed):
+            fpga(_softmax_sandwich(rng), **options)
