@@ -15,8 +15,8 @@ The flow per request (STYLE 12) is schedule -> execute -> update:
   (Overloaded); otherwise queue it on that device.
 - execute (a worker): skip it if the client cancelled, drop it if its deadline
   passed while it waited (DeadlineExpired), else run it.
-- update (the worker, under the lock it takes anyway): feed the compute time to
-  the device's service-time estimate.
+- update (the worker, under the lock it takes anyway): feed the instance's turn
+  (its run plus the hand-offs around it) to the device's service-time estimate.
 
 With ``admission_control=False`` the model is plain FIFO with bounds: arrival
 order, no prediction-based refusal and no expiry drop, as most servers queue.
@@ -34,7 +34,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from backends.base import Backend, DeviceStats
-from serve.admission import ServiceTimeEstimator, predict_finish
+from serve.admission import RESPONSE_SLACK, ServiceTimeEstimator, predict_finish
 from serve.errors import DeadlineExpired, Overloaded, QueueFull, ShuttingDown
 from serve.jobqueue import JobQueue, Key
 
@@ -194,7 +194,7 @@ class ModelScheduler:
                 predicted = candidate.predict(position, now)
                 if predicted < finish:
                     device, ahead, finish = candidate, position, predicted
-            if now + finish > deadline:
+            if now + finish > deadline - RESPONSE_SLACK * (deadline - now):
                 raise self._refusal(device, ahead, finish, deadline - now)
             job = _Job(key, deadline, inputs, loop.create_future(), loop, time.perf_counter_ns(), device)
             device.queue.insert(key, job, ahead)
@@ -208,7 +208,8 @@ class ModelScheduler:
         return Overloaded(
             f"model '{self.name}' would finish in {finish * 1e3:.2f} ms ({ahead} queued ahead on "
             f"{device.name}, {device.estimator.estimate * 1e3:.2f} ms each on {len(device.instances)} "
-            f"instance(s)); the deadline allows {allowed * 1e3:.2f} ms")
+            f"instance(s)); the deadline allows {allowed * 1e3:.2f} ms, "
+            f"{(1 - RESPONSE_SLACK) * allowed * 1e3:.2f} ms of it for queue and run")
 
     def _withdraw(self, job: _Job) -> None:
         with self._lock:
@@ -229,34 +230,34 @@ class ModelScheduler:
                 self._queued -= 1
                 device.busy += 1
                 device.started[slot] = time.monotonic()
-            compute_s = self._execute(backend, device.name, job)
+            ran = self._execute(backend, device.name, job)
             with cv:
+                if ran:  # the instance's whole turn, hand-offs included: what the next request waits for
+                    device.estimator.add(time.monotonic() - device.started[slot])
                 device.busy -= 1
                 device.started[slot] = 0.0
-                if compute_s is not None:
-                    device.estimator.add(compute_s)
 
     @staticmethod
-    def _execute(backend: Backend, device: str, job: _Job) -> float | None:
-        """Run one job; returns its compute time in seconds, None if it did not run."""
+    def _execute(backend: Backend, device: str, job: _Job) -> bool:
+        """Run one job; False if it did not run (cancelled, expired, failed)."""
         if job.future.cancelled():  # the client went away while it waited: never run it
-            return None
+            return False
         start = time.perf_counter_ns()
         if time.monotonic() > job.deadline:
             late = DeadlineExpired(
                 f"deadline passed after {(start - job.submitted_ns) / 1e6:.2f} ms in the queue; not run")
             _deliver(job, None, late)
-            return None
+            return False
         try:
             outputs = backend.run(job.inputs)
         except BaseException as exc:  # reported to the one client; the instance keeps serving
             _deliver(job, None, exc)
-            return None
+            return False
         end = time.perf_counter_ns()
         result = Result(outputs, start - job.submitted_ns, end - start, backend.instance,
                         backend.last_device_stats(), device)
         _deliver(job, result, None)
-        return (end - start) / 1e9
+        return True
 
     def record_compute(self, device: int, seconds: float) -> None:
         """Feed a compute time measured outside serving (warm-up) to a device's estimate."""
