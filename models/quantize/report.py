@@ -45,18 +45,20 @@ class QuantizeReport:
 
     def render(self, console=None) -> None:
         """Print the per-layer table and the summary with rich."""
+        from rich import box
         from rich.console import Console
         from rich.table import Table
 
         console = console or Console()
-        table = Table(title=f"precision {self.precision}")
-        for column in ("layer", "shape", "weights", "format", "bits", "weight err %", "output err %", "acc drop"):
+        table = Table(title=f"precision {self.precision}", box=box.SIMPLE_HEAD, show_edge=False)
+        headers = ("layer", "shape", "weights", "format", "bits", "weight\nerr %", "output\nerr %", "acc drop\npoints")
+        for column in headers:
             left = column in ("layer", "format")
-            table.add_column(column, justify="left" if left else "right", overflow="fold", min_width=12 if column == "layer" else None)
+            table.add_column(column, justify="left" if left else "right", overflow="fold")
         for layer in self.layers:
             table.add_row(
                 layer.name, "x".join(map(str, layer.shape)), str(layer.weights), layer.format,
-                f"{layer.bits_per_weight:.2f}", _fmt(layer.weight_error, 3), _fmt(layer.output_error, 3),
+                f"{layer.bits_per_weight:.2f}", _fmt(layer.weight_error, 2), _fmt(layer.output_error, 2),
                 _fmt(layer.accuracy_drop, 2),
             )
         console.print(table)
