@@ -49,9 +49,23 @@ def register(sub) -> None:
     _add_server_args(p)
     p.set_defaults(func=cmd_deploy)
 
-    p = sub.add_parser("start", help="serve the models of a repository")
-    _add_repo(p)
+    p = sub.add_parser("start", help="serve the models of a repository, or a model directory (KServe)",
+                       description="Serve a repository, or (KServe's layout) --model-dir: a repository or a "
+                                   "folder holding one model file, served as --model-name. SIGTERM turns health "
+                                   "NOT_SERVING, then drains for up to --grace-s and exits.")
+    p.add_argument("--repo", type=Path,
+                   help="model repository (default $BWSERVE_REPO or ./model_repository); with --model-dir "
+                        "holding a model file: where it is deployed (default: a temporary directory)")
     p.add_argument("--model", action="append", help="load only this model (repeatable; default: all)")
+    p.add_argument("--model-dir", type=Path, help="KServe's model directory, e.g. /mnt/models")
+    p.add_argument("--model-name", help="with --model-dir: the model's name (KServe's {{.Name}})")
+    p.add_argument("--backend", default="cpu", help="with a model file in --model-dir: cpu, gpu, fpga or null")
+    p.add_argument("--precision", default="fp32", help="with a model file in --model-dir (default %(default)s)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="with a model file in --model-dir: backend option (repeatable)")
+    p.add_argument("--grace-s", type=float, default=10.0,
+                   help="on SIGTERM, wait this long for running requests, then again for the backends "
+                        "(default %(default)s)")
     _add_server_args(p)
     p.set_defaults(func=cmd_start)
 
@@ -96,7 +110,8 @@ def _server_config(args, models=None):
     from serve.server import ServerConfig
 
     metrics_port = None if args.metrics_port < 0 else args.metrics_port
-    return ServerConfig(repo=args.repo, host=args.host, port=args.port, metrics_port=metrics_port, models=models)
+    return ServerConfig(repo=args.repo, host=args.host, port=args.port, metrics_port=metrics_port, models=models,
+                        grace_s=getattr(args, "grace_s", 10.0))
 
 
 def _serve_foreground(config) -> int:
@@ -165,10 +180,37 @@ def cmd_deploy(args) -> int:
 
 
 def cmd_start(args) -> int:
+    if args.model_dir is not None:
+        return _start_model_dir(args)
+    args.repo = args.repo or DEFAULT_REPO
     if not args.repo.is_dir():
         print(f"no model repository at {args.repo}; `serve deploy` makes one", file=sys.stderr)
         return 1
     return _serve_foreground(_server_config(args, tuple(args.model) if args.model else None))
+
+
+def _start_model_dir(args) -> int:
+    import shutil
+
+    from backends import BackendUnavailable, ModelLoadFailed
+    from serve.errors import ServeError
+    from serve.modeldir import serve_model_dir
+
+    if not args.model_name:
+        print("--model-dir needs --model-name", file=sys.stderr)
+        return 2
+    try:
+        served = serve_model_dir(args.model_dir, args.model_name, args.repo, backend=args.backend,
+                                 precision=args.precision, backend_options=_options(args.option))
+    except (ServeError, BackendUnavailable, ModelLoadFailed, ValueError) as exc:
+        print(f"cannot serve {args.model_dir}: {exc}", file=sys.stderr)
+        return 1
+    args.repo = served.repo
+    try:
+        return _serve_foreground(_server_config(args, (served.model,)))
+    finally:
+        if served.temporary:
+            shutil.rmtree(served.repo, ignore_errors=True)
 
 
 def cmd_list(args) -> int:

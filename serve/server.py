@@ -18,11 +18,11 @@ from pathlib import Path
 import grpc
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from protos import inference_pb2 as pb
 from protos import inference_pb2_grpc as pb_grpc
+from serve.health import ModelHealth
 from serve.metrics import Metrics
 from serve.registry import ModelRegistry
 from serve.repository import ModelRepository
@@ -58,7 +58,8 @@ class BwServer:
         self.metrics = Metrics(enabled=config.metrics_port is not None)
         self.registry = ModelRegistry(ModelRepository(config.repo), self.metrics)
         self.metrics.watch(self.registry)
-        self.health = HealthServicer()
+        self.model_health = ModelHealth(self.registry)
+        self.health = self.model_health.servicer
         self._serving = False
         self.port = 0
         self.metrics_port: int | None = None
@@ -76,13 +77,14 @@ class BwServer:
              reflection.SERVICE_NAME), self.server, pool=_reflection_pool())
 
     async def start(self) -> int:
-        """Load the models, bind the ports, start serving; returns the gRPC port."""
+        """Bind the ports, load the models, start serving; returns the gRPC port.
+
+        The port opens before the models load so that a liveness probe passes while a
+        model loads or compiles; health "" turns SERVING only once they are ready
+        (see serve/health.py).
+        """
         names = self.config.models if self.config.models is not None else self.registry.repo.models()
-        for name in names:
-            try:
-                await self.registry.load(name)
-            except Exception as exc:  # one broken model must not keep the others down
-                log.error("model %s not loaded: %s", name, exc)
+        await self.model_health.begin(names)
         address = f"{self.config.host}:{self.config.port}"
         self.port = self.server.add_insecure_port(address)
         if not self.port:
@@ -90,16 +92,21 @@ class BwServer:
         if self.config.metrics_port is not None:
             self.metrics_port = self.metrics.serve_http(self.config.host, self.config.metrics_port)
         await self.server.start()
+        await self.model_health.accepting()
+        for name in names:
+            try:
+                await self.registry.load(name)
+            except Exception as exc:  # one broken model must not keep the others down
+                log.error("model %s not loaded: %s", name, exc)
         self._serving = True
-        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
-        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        await self.model_health.follow()
         return self.port
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful stop: NOT_SERVING first, refuse new RPCs, drain, close the backends."""
         grace = self.config.grace_s if grace is None else grace
         self._serving = False
-        await self.health.enter_graceful_shutdown()
+        await self.model_health.shutdown()
         await self.server.stop(grace)
         await self.registry.close(timeout=grace)
 
