@@ -110,6 +110,9 @@ class MatMul:
     out_shape: Shape = ()  # dst is reshaped to this (free)
     slot: str | None = None
     wsrc: str | None = None
+    # Batch broadcasting (ONNX MatMul): (shape as stored, shape streamed), or None.
+    src_bcast: tuple[Shape, Shape] | None = None
+    w_bcast: tuple[Shape, Shape] | None = None
 
 
 @dataclass(frozen=True)

@@ -78,17 +78,25 @@ def lower_matmul(ctx: Ctx, node) -> None:
     a2 = sa if len(sa) > 1 else (1,) + sa
     b2 = sb if len(sb) > 1 else sb + (1,)
     k, n = b2[-2], b2[-1]
+    bcast = dict(src_bcast=None, w_bcast=None)
     if len(b2) == 2:  # one matrix for every row of A
         g, t = 1, int(np.prod(a2[:-1]))
-    elif tuple(a2[:-2]) == tuple(b2[:-2]):
-        g, t = int(np.prod(b2[:-2])), a2[-2]
     else:
-        raise Unsupported(f"batched MatMul with broadcasting ({sa} x {sb})")
+        try:
+            batch = tuple(np.broadcast_shapes(a2[:-2], b2[:-2]))
+        except ValueError:
+            raise Unsupported(f"MatMul shapes {sa} x {sb} do not broadcast") from None
+        g, t = int(np.prod(batch)), a2[-2]
+        if tuple(a2[:-2]) != batch:  # the same vectors streamed again for each batch entry
+            bcast["src_bcast"] = (a2, batch + a2[-2:])
+        if tuple(b2[:-2]) != batch:
+            bcast["w_bcast"] = (b2, batch + b2[-2:])
     wconst = ctx.const(b)
     if wconst is not None:
-        kw = dict(slot=ctx.pin_weights(wconst.astype(np.float64).reshape(g, k, n), ctx.fmt(b), b))
+        w = np.broadcast_to(wconst.astype(np.float64).reshape(b2), (b2 if len(b2) == 2 else batch + b2[-2:]))
+        kw = dict(slot=ctx.pin_weights(w.reshape(g, k, n), ctx.fmt(b), b), src_bcast=bcast["src_bcast"])
     else:
-        kw = dict(wsrc=b)
+        kw = dict(wsrc=b, **bcast)
     ctx.emit(isa.MatMul(node.output[0], a, ctx.fmt(b if wconst is not None else None), g, t, k, n,
                         out_shape=so, **kw))
 

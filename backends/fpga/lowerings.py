@@ -1,13 +1,6 @@
 """The one table from ONNX op type to its lowering function."""
 from __future__ import annotations
 
-from backends.fpga import lower_matrix, lower_vector
+from backends.fpga import lower_matrix, lower_rnn, lower_vector
 
-LOWERINGS = {**lower_matrix.LOWERINGS, **lower_vector.LOWERINGS}
-
-try:  # recurrent cells are lowered onto the same instructions
-    from backends.fpga import lower_rnn
-
-    LOWERINGS.update(lower_rnn.LOWERINGS)
-except ImportError:
-    pass
+LOWERINGS = {**lower_matrix.LOWERINGS, **lower_vector.LOWERINGS, **lower_rnn.LOWERINGS}

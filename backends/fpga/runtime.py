@@ -86,10 +86,16 @@ class Runtime:
         g, t, k, n, out_shape = ins.groups, ins.t, ins.k, ins.n, ins.out_shape
         src, dst, wsrc = ins.src, ins.dst, ins.wsrc
         pinned = self.weights.get(ins.slot)
+        src_b, w_b = ins.src_bcast, ins.w_bcast
 
         def step(r):
-            w = pinned if pinned is not None else encode_weights(cfg, fmt, r[wsrc].reshape(g, k, n))
-            xm, xe = encode_vectors(cfg, fmt, r[src].reshape(g, t, k))
+            x = r[src] if src_b is None else np.broadcast_to(r[src].reshape(src_b[0]), src_b[1])
+            if pinned is None:
+                wr = r[wsrc] if w_b is None else np.broadcast_to(r[wsrc].reshape(w_b[0]), w_b[1])
+                w = encode_weights(cfg, fmt, wr.reshape(g, k, n))
+            else:
+                w = pinned
+            xm, xe = encode_vectors(cfg, fmt, x.reshape(g, t, k))
             r[dst] = matunit.reduce_tiles(engine(cfg, w, xm, xe), n).reshape(out_shape)
         return step
 
