@@ -15,7 +15,7 @@ import onnx.backend.test
 from backends.fpga import FpgaBackend
 from serve.config import ModelConfig
 
-OPS = ("conv", "gemm", "matmul", "batchnorm", "add", "sub", "mul", "relu", "sigmoid", "tanh", "neg",
+OPS = ("conv", "basic_conv", "gemm", "matmul", "batchnorm", "add", "sub", "mul", "relu", "sigmoid", "tanh", "neg",
        "maxpool", "averagepool", "globalaveragepool", "globalmaxpool", "flatten", "reshape", "transpose",
        "squeeze", "unsqueeze", "identity", "dropout", "lstm", "gru")
 

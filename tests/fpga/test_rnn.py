@@ -1,0 +1,67 @@
+"""LSTM and GRU (ONNX's own ops, weights pinned as initializers) against onnxruntime.
+
+Sizes are DeepBench's inference shapes scaled down (hidden 512-2816, 25+ steps, batch
+1 there; hidden 64 and 25 steps here). Tolerances: at the widest setting each product
+is within ~1e-4 of its scale (16-bit mantissas); in msfp16 an operand keeps 8 bits
+(half a unit is 2**-7 of its block's maximum), so a gate's pre-activation can be off
+by ~1% of its scale; gates are bounded by sigmoid/tanh and the state is a convex mix,
+so the error stays at that level over the steps rather than growing.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from backends.fpga import isa
+from tests.fpga.conftest import fpga, make_model, ort_run
+
+SEQ, BATCH, INPUT, HIDDEN = 25, 1, 48, 64
+
+
+def rnn_model(op: str, direction: str, rng, peepholes: bool = False, **attrs):
+    gates = {"LSTM": 4, "GRU": 3}[op]
+    dirs = 2 if direction == "bidirectional" else 1
+    s = 1 / np.sqrt(HIDDEN)
+    inits = {"W": rng.uniform(-s, s, (dirs, gates * HIDDEN, INPUT)), "R": rng.uniform(-s, s, (dirs, gates * HIDDEN, HIDDEN)),
+             "B": rng.uniform(-s, s, (dirs, 2 * gates * HIDDEN)), "h0": rng.uniform(-0.5, 0.5, (dirs, BATCH, HIDDEN))}
+    names = ["x", "W", "R", "B", "", "h0"]
+    if op == "LSTM":
+        inits["c0"] = rng.uniform(-0.5, 0.5, (dirs, BATCH, HIDDEN))
+        names.append("c0")
+        if peepholes:
+            inits["P"] = rng.uniform(-s, s, (dirs, 3 * HIDDEN))
+            names.append("P")
+    inits = {k: v.astype(np.float32) for k, v in inits.items()}
+    outs = ["y", "y_h"] + (["y_c"] if op == "LSTM" else [])
+    node = helper.make_node(op, names, outs, hidden_size=HIDDEN, direction=direction, **attrs)
+    return make_model([node], {"x": [SEQ, BATCH, INPUT]}, {o: None for o in outs}, inits)
+
+
+CASES = [("LSTM", "forward", {}), ("LSTM", "bidirectional", {"peepholes": True}),
+         ("GRU", "forward", {"linear_before_reset": 1}), ("GRU", "reverse", {})]
+
+
+@pytest.mark.parametrize("op,direction,extra", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+@pytest.mark.parametrize("precision,tol", [("fp32", 1e-4), ("msfp16", 2e-2)])
+def test_rnn_agrees_with_onnxruntime(op, direction, extra, precision, tol, rng):
+    extra = dict(extra)  # the parameter is shared between runs
+    peep = extra.pop("peepholes", False)
+    model = rnn_model(op, direction, rng, peepholes=peep, **extra)
+    x = rng.standard_normal((SEQ, BATCH, INPUT)).astype(np.float32)
+    formats = {} if precision == "fp32" else {"W": precision, "R": precision}
+    backend = fpga(model, formats, strict=1)
+    assert backend.cfg.mant_bits == (16 if precision == "fp32" else 8)
+    got, want = backend.run({"x": x}), ort_run(model, {"x": x})
+    for (name, value), ref in zip(got.items(), want):
+        assert value.shape == ref.shape, name
+        err = float(np.abs(value - ref).max())
+        print(f"{op} {direction} {precision} {name}: max |err| {err:.2e}")
+        assert err <= tol
+    if precision != "fp32":  # the narrow format really was used: results differ from fp32's
+        assert not np.allclose(got["y"], want[0], atol=1e-5)
+    mm = [i for i in backend.program.body if isinstance(i, isa.MatMul)]
+    dirs = 2 if direction == "bidirectional" else 1
+    # One input projection over all steps per direction, then the recurrent products.
+    assert sum(i.t == SEQ * BATCH for i in mm) == dirs
+    assert all(i.slot for i in mm)  # weights pinned, not streamed per request
