@@ -35,6 +35,9 @@ def _shape_text(shape) -> str:
 
 def decode_bytes(raw: bytes, count: int, name: str) -> np.ndarray:
     """Parse BYTES raw contents: each element a 4-byte little-endian length, then the bytes."""
+    if count * 4 > len(raw):  # checked before allocating: a hostile shape must not cost memory
+        raise InvalidInput(f"input '{name}': {len(raw)} bytes cannot hold {count} BYTES elements "
+                           "(each needs a 4-byte length)")
     out = np.empty(count, dtype=object)
     pos, end = 0, len(raw)
     for i in range(count):

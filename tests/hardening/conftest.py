@@ -1,0 +1,1 @@
+from tests.server.conftest import client, digits_model, server  # noqa: F401 - shared fixtures
