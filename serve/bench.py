@@ -107,16 +107,20 @@ async def _open(stub, request, rate: float, requests: int, duration: float,
 
 def run_load(address: str, request: pb.ModelInferRequest, *, concurrency: int = 1,
              requests: int = 1000, duration: float = 60.0, rate: float | None = None,
-             timeout: float | None = None, warmup: int = 20, seed: int = 0) -> LoadResult:
+             timeout: float | None = None, warmup: int = 20, seed: int = 0,
+             authority: str | None = None) -> LoadResult:
     """Send ``request`` until ``requests`` were sent or ``duration`` seconds passed.
 
     ``rate`` switches to open loop: Poisson arrivals at ``rate`` per second, each
     request's latency measured from its scheduled send time. ``timeout`` is the
-    gRPC deadline each request carries.
+    gRPC deadline each request carries. ``address`` may be any gRPC target, e.g.
+    ``dns:///name:8001`` to balance over every address the name resolves to;
+    ``authority`` sets the HTTP/2 ``:authority`` (an ingress's virtual host).
     """
+    options = CHANNEL_OPTIONS + ([("grpc.default_authority", authority)] if authority else [])
 
     async def main() -> LoadResult:
-        async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+        async with grpc.aio.insecure_channel(address, options=options) as channel:
             stub = pb_grpc.GRPCInferenceServiceStub(channel)
             for _ in range(warmup):
                 await stub.ModelInfer(request)

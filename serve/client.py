@@ -75,9 +75,11 @@ def random_inputs(metadata: pb.ModelMetadataResponse, seed: int = 0) -> dict[str
 
 
 class Client:
-    def __init__(self, address: str, timeout: float = 30.0) -> None:
+    def __init__(self, address: str, timeout: float = 30.0, token: str | None = None) -> None:
         self.address = address
         self.timeout = timeout
+        # Model management carries the server's bearer token when it has one (serve/auth.py).
+        self._auth = (("authorization", f"Bearer {token}"),) if token else None
         self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
         self.stub = pb_grpc.GRPCInferenceServiceStub(self.channel)
 
@@ -96,13 +98,16 @@ class Client:
         return parse_response(self.stub.ModelInfer(request, timeout=self.timeout))
 
     def load(self, model: str) -> None:
-        self.stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name=model), timeout=600)
+        self.stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name=model), timeout=600,
+                                      metadata=self._auth)
 
     def unload(self, model: str) -> None:
-        self.stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name=model), timeout=600)
+        self.stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name=model), timeout=600,
+                                        metadata=self._auth)
 
     def index(self) -> list[pb.RepositoryIndexResponse.ModelIndex]:
-        return list(self.stub.RepositoryIndex(pb.RepositoryIndexRequest(), timeout=self.timeout).models)
+        return list(self.stub.RepositoryIndex(pb.RepositoryIndexRequest(), timeout=self.timeout,
+                                              metadata=self._auth).models)
 
     def close(self) -> None:
         self.channel.close()

@@ -45,29 +45,47 @@ def load_source(sources: Sequence[Path] | None, framework: str | None,
     except ConversionError as exc:
         raise InvalidModel(str(exc)) from exc
     name = Path(sources[0]).stem if Path(sources[0]).stem != "model" else Path(sources[0]).resolve().parent.name
-    return result.model, name, [str(result.summary)]
+    return result.model, name, ["\n".join(result.summary.lines())]
 
 
 def prepare(sources: Sequence[Path] | None, *, name: str | None = None, backend: str = "cpu",
             framework: str | None = None, precision: str = "fp32", instances: int = 1,
             slo_ms: float | None = None, threads: int = 0, backend_options: dict[str, str] | None = None,
+            calibration: str | None = None, budget: float | None = None,
             trial_load: bool = True, progress: Callable[[str], None] = lambda msg: None) -> Prepared:
+    """Everything ``serve deploy`` writes for one model version; raises before writing anything.
+
+    ``calibration`` (a built-in set such as "mnist" or an .npz file, see models/quantize)
+    and ``budget`` feed ``--precision auto`` and int8's static calibration.
+    """
     model, default_name, notes = load_source(sources, framework, progress)
     layer_formats: dict[str, str] = {}
+    backend_options = dict(backend_options or {})
     if precision != "fp32":
-        from models.quantize import quantize_model
+        from models.quantize import load_calibration, quantize_model
 
+        if precision == "auto" and calibration is None:
+            raise InvalidModel("--precision auto chooses per-layer formats on calibration data: "
+                               "give --calibration (mnist, digits or an .npz file)")
         progress(f"quantising to {precision}")
-        quantized = quantize_model(model, precision)
+        data = load_calibration(calibration) if calibration else None
+        kwargs = {} if budget is None else {"budget": budget}
+        quantized = quantize_model(model, precision, calibration=data, **kwargs)
         model, layer_formats = quantized.model, dict(quantized.layer_formats)
-        notes.append(f"quantised to {precision}")
+        backend_options = {**quantized.backend_options, **backend_options}
+        report = quantized.report
+        accuracy = (f", accuracy {report.accuracy:.2f}% vs fp32 {report.fp32_accuracy:.2f}% on {report.samples} "
+                    f"calibration samples" if report.accuracy is not None and report.fp32_accuracy is not None else "")
+        notes.append(f"quantised to {precision}: {report.average_bits:.2f} bits per weight over "
+                     f"{len(report.layers)} layers, {report.size_fp32_bytes / 1e3:.0f} kB -> "
+                     f"{report.size_bytes / 1e3:.0f} kB{accuracy}")
     inputs, outputs = read_signature(model)
     devices = tuple(d.strip() for d in backend.split(",") if d.strip())  # "cpu,fpga": both
     config = ModelConfig(
         name=name or default_name, backend=devices[0] if devices else backend,
         devices=devices if len(devices) > 1 else (), instances=instances, precision=precision,
         inputs=batch_one(inputs), outputs=batch_one(outputs), slo_ms=slo_ms, threads=threads,
-        layer_formats=layer_formats, backend_options=dict(backend_options or {}))
+        layer_formats=layer_formats, backend_options=backend_options)
     model_bytes = model.SerializeToString()
     if trial_load:
         progress(f"checking that the {backend} backend(s) load it")
