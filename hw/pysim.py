@@ -137,15 +137,17 @@ class PyTile:
         self.poke("start", 0)
 
     def stream(self, x_mant, x_exp, rng: np.random.Generator | None = None, p_stall: float = 0.0,
-               max_cycles: int | None = None) -> tuple[np.ndarray, bool]:
+               max_cycles: int | None = None, n_results: int | None = None) -> tuple[np.ndarray, bool]:
         """Drive the vectors in and collect results until ``done`` (or ``max_cycles``).
 
         With ``rng``, each cycle drops x_valid and y_ready with probability ``p_stall``.
-        Returns ``(acc rows collected, done seen)``; checks y_last on the way.
+        Returns ``(acc rows collected, done seen)``; checks that y_last comes with
+        result ``n_results`` (default: as many as vectors sent now).
         """
         c = self.cfg
         x_mant, x_exp = np.asarray(x_mant), np.asarray(x_exp)
         n, sent, out = len(x_mant), 0, []
+        n_results = n if n_results is None else n_results
         budget = max_cycles if max_cycles is not None else 64 * (n + c.rows + c.cols + 8) * 10
         for _ in range(budget):
             xv = sent < n and not (rng is not None and rng.random() < p_stall)
@@ -157,7 +159,7 @@ class PyTile:
             self.poke("y_ready", not (rng is not None and rng.random() < p_stall))
             x_fire = xv and self.peek("x_ready")
             if self.peek("y_valid") and self.peek("y_ready"):
-                assert self.peek("y_last") == (len(out) == n - 1), f"y_last wrong on result {len(out)}"
+                assert self.peek("y_last") == (len(out) == n_results - 1), f"y_last wrong on result {len(out)}"
                 out.append(_unpack(self.peek("y_acc"), c.acc_bits, c.cols))
             self.tick()
             sent += bool(x_fire)
