@@ -41,4 +41,7 @@ def stop(proc: subprocess.Popen) -> None:
     """Kill a process we started, if it still runs (finalizers)."""
     if proc.poll() is None:
         proc.kill()
-    proc.communicate(timeout=30)
+    proc.wait(timeout=30)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()

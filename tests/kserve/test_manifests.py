@@ -123,8 +123,9 @@ def test_termination_grace_covers_prestop_and_drain(target) -> None:
     command = _runtime_container()["lifecycle"]["preStop"]["exec"]["command"]
     assert command[0] == "sleep"
     args = _start_args("digits", predictor["model"].get("args", []))
-    # server.stop(grace) for running requests, then registry.close(grace) for the backends
-    assert predictor["terminationGracePeriodSeconds"] >= float(command[1]) + 2 * args.grace_s
+    # the drain delay, server.stop(grace) for running requests, then registry.close(grace)
+    assert args.drain_delay_s > 0
+    assert predictor["terminationGracePeriodSeconds"] >= float(command[1]) + args.drain_delay_s + 2 * args.grace_s
 
 
 @pytest.mark.parametrize("target", overlays(), ids=lambda p: p.name)

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from protos import inference_pb2 as pb
 from protos import inference_pb2_grpc as pb_grpc
-from serve.client import Client
+from serve.client import Client, build_request
 from serve.deploy import prepare
 from serve.errors import InvalidModel, ModelNotFound
 from serve.health import LIVENESS_SERVICE
@@ -66,7 +66,7 @@ def test_a_folder_with_one_model_file_is_deployed_to_a_temp_repo_and_served_unde
 
 def test_sigterm_turns_health_not_serving_before_the_server_stops(model_file: Path) -> None:
     proc, port, _ = start_serve(["--model-dir", str(model_file), "--model-name", "adder", "--port", "0",
-                                 "--metrics-port", "-1", "--grace-s", "2"])
+                                 "--metrics-port", "-1", "--grace-s", "2", "--drain-delay-s", "3"])
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
@@ -77,6 +77,11 @@ def test_sigterm_turns_health_not_serving_before_the_server_stops(model_file: Pa
             # The streams say NOT_SERVING while the server still runs (they stay open
             # until the grace period ends), so balancers see it before RPCs fail.
             assert [next(w).status for w in watches] == [NOT_SERVING] * 3
+            # During the drain delay it still serves whoever has not moved away yet.
+            x = np.ones((1, 4), np.float32)
+            reply = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
+                build_request("adder", {"a": x, "b": x}), timeout=5)
+            assert reply.model_name == "adder"
         assert proc.wait(timeout=30) == 0
     finally:
         stop(proc)
