@@ -15,6 +15,12 @@ def _add_server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8001, help="gRPC port; 0 picks a free one (default %(default)s)")
     p.add_argument("--metrics-port", type=int, default=8002,
                    help="Prometheus /metrics port; 0 picks a free one, -1 disables (default %(default)s)")
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve gRPC over TLS (with --tls-key)")
+    p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    p.add_argument("--tls-ca", type=Path, help="PEM CA: require client certificates it signed (mutual TLS)")
+    p.add_argument("--auth-token-file", type=Path,
+                   help="file holding the bearer token that model management RPCs must carry "
+                        "(default: $BWSERVE_AUTH_TOKEN; none: management is open on loopback only)")
 
 
 def _add_repo(p: argparse.ArgumentParser) -> None:
@@ -40,7 +46,11 @@ def register(sub) -> None:
                         "going where it is predicted to finish first (default %(default)s)")
     p.add_argument("--instances", type=int, default=1, help="backend instances (default %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads per instance (0: cores / instances)")
-    p.add_argument("--precision", default="fp32", help="fp32 or a narrow format, see `serve quantize` (default %(default)s)")
+    p.add_argument("--precision", default="fp32",
+                   help="fp32, a narrow format or auto, see `serve quantize` (default %(default)s)")
+    p.add_argument("--calibration", help="calibration data for --precision auto/int8: mnist, digits or an .npz")
+    p.add_argument("--budget", type=float,
+                   help="--precision auto: accuracy points (labelled data) or relative output error allowed")
     p.add_argument("--slo-ms", type=float, help="deadline for requests that carry none")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="backend option, e.g. sleep_ms=1 for the null backend (repeatable)")
@@ -75,12 +85,14 @@ def register(sub) -> None:
     p = sub.add_parser("list", help="list the repository's models and, if a server runs, their state")
     _add_repo(p)
     _add_target(p)
+    p.add_argument("--auth-token-file", type=Path, help="the server's management token (default $BWSERVE_AUTH_TOKEN)")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("undeploy", help="unload a model from the server and delete it from the repository")
     p.add_argument("name")
     _add_repo(p)
     _add_target(p)
+    p.add_argument("--auth-token-file", type=Path, help="the server's management token (default $BWSERVE_AUTH_TOKEN)")
     p.set_defaults(func=cmd_undeploy)
 
     p = sub.add_parser("infer", help="send one request and print the outputs and the latency")
@@ -105,6 +117,14 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def _client(args):
+    """A client carrying the management token (--auth-token-file or $BWSERVE_AUTH_TOKEN)."""
+    from serve.auth import read_token
+    from serve.client import Client
+
+    return Client(args.server, token=read_token(getattr(args, "auth_token_file", None)))
+
+
 def _console():
     from rich.console import Console
 
@@ -114,10 +134,16 @@ def _console():
 def _server_config(args, models=None):
     from serve.server import ServerConfig
 
+    from serve.auth import TlsFiles, read_token
+
     metrics_port = None if args.metrics_port < 0 else args.metrics_port
+    if bool(args.tls_cert) != bool(args.tls_key) or (args.tls_ca and not args.tls_cert):
+        raise SystemExit("TLS needs both --tls-cert and --tls-key (and --tls-ca only with them)")
+    tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_ca) if args.tls_cert else None
     return ServerConfig(repo=args.repo, host=args.host, port=args.port, metrics_port=metrics_port, models=models,
                         grace_s=getattr(args, "grace_s", 10.0),
-                        drain_delay_s=getattr(args, "drain_delay_s", 0.0))
+                        drain_delay_s=getattr(args, "drain_delay_s", 0.0), tls=tls,
+                        auth_token=read_token(args.auth_token_file))
 
 
 def _serve_foreground(config) -> int:
@@ -145,20 +171,20 @@ def _options(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_deploy(args) -> int:
-    from serve.client import Client
     from serve.deploy import prepare
     from serve.errors import ServeError
     from serve.repository import ModelRepository
     from backends import BackendUnavailable, ModelLoadFailed
 
     console = _console()
-    client = Client(args.server)
+    client = _client(args)
     remote = client.live()
     try:
         with console.status("preparing model") as status:
             prepared = prepare(
                 args.model or None, name=args.name, backend=args.backend, framework=args.framework,
                 precision=args.precision, instances=args.instances, slo_ms=args.slo_ms, threads=args.threads,
+                calibration=args.calibration, budget=args.budget,
                 backend_options=_options(args.option), trial_load=not remote,
                 progress=lambda msg: status.update(msg))
     except (ServeError, BackendUnavailable, ModelLoadFailed, ValueError) as exc:
@@ -222,12 +248,11 @@ def _start_model_dir(args) -> int:
 def cmd_list(args) -> int:
     from rich.table import Table
 
-    from serve.client import Client
     from serve.repository import ModelRepository
 
     repo = ModelRepository(args.repo)
     states = {}
-    client = Client(args.server)
+    client = _client(args)
     if client.live():
         states = {(m.name, m.version): (m.state, m.reason) for m in client.index()}
     table = Table("model", "version", "backend", "precision", "inputs", "state")
@@ -247,11 +272,10 @@ def cmd_list(args) -> int:
 def cmd_undeploy(args) -> int:
     import grpc
 
-    from serve.client import Client
     from serve.errors import ServeError
     from serve.repository import ModelRepository
 
-    client = Client(args.server)
+    client = _client(args)
     if client.live():
         try:
             client.unload(args.name)

@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from protos import inference_pb2 as pb
 from protos import inference_pb2_grpc as pb_grpc
+from serve.auth import TlsFiles, management_guard
 from serve.health import ModelHealth
 from serve.metrics import Metrics
 from serve.registry import ModelRegistry
@@ -42,6 +43,8 @@ class ServerConfig:
     max_message_bytes: int = 64 * 1024 * 1024
     grace_s: float = 10.0
     drain_delay_s: float = 0.0  # on stop: NOT_SERVING, still serving, for this long first
+    auth_token: str | None = None  # required for model management when set (serve/auth.py)
+    tls: TlsFiles | None = None  # TLS on the gRPC port; with a CA, mutual TLS
 
 
 def _reflection_pool() -> descriptor_pool.DescriptorPool:
@@ -69,7 +72,8 @@ class BwServer:
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
-        self.server = grpc.aio.server(options=options)
+        guard = management_guard(config.host, config.auth_token, bool(config.tls and config.tls.ca))
+        self.server = grpc.aio.server(options=options, interceptors=[guard] if guard else None)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(
             InferenceService(self.registry, self.metrics, lambda: self._serving), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -87,7 +91,10 @@ class BwServer:
         names = self.config.models if self.config.models is not None else self.registry.repo.models()
         await self.model_health.begin(names)
         address = f"{self.config.host}:{self.config.port}"
-        self.port = self.server.add_insecure_port(address)
+        if self.config.tls is not None:
+            self.port = self.server.add_secure_port(address, self.config.tls.server_credentials())
+        else:
+            self.port = self.server.add_insecure_port(address)
         if not self.port:
             raise OSError(f"cannot bind gRPC to {address}")
         if self.config.metrics_port is not None:
