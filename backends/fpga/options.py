@@ -7,6 +7,8 @@ Options (``ModelConfig.backend_options``, strings; ``serve deploy --option k=v``
 ``strict=0|1``       1: refuse a model with any op the device does not run
 ``weight_mem=N``     on-chip weight memory in bytes (suffixes KiB, MiB accepted)
 ``mant_bits=N``      override the array's mantissa width chosen from the formats
+``activations=layer_formats``  (set by ``models.quantize``) each product's input is
+                     quantised in its weight's format: the only rule the device has
 
 The array's mantissa width follows the formats the model uses: an integer element of
 ``m`` magnitude bits plus a sign needs ``m + 1`` bits of two's complement; an fp32 or
@@ -25,11 +27,12 @@ from dataclasses import dataclass, replace
 from backends.base import ModelLoadFailed
 from hw.config import DEFAULT, HwConfig, preset
 from models.quantize.formats import Family, Format, parse_format
+from models.quantize.report import ACTIVATIONS_LIKE_WEIGHTS, ACTIVATIONS_OPTION
 
 WIDEST = preset("ref16")
 _SIZE = re.compile(r"^\s*(\d+)\s*(KiB|MiB|GiB|k|K|M)?\s*$")
 _UNITS = {None: 1, "k": 1024, "K": 1024, "KiB": 1024, "M": 2**20, "MiB": 2**20, "GiB": 2**30}
-KNOWN = ("array", "fpga_sim", "strict", "weight_mem", "mant_bits")
+KNOWN = ("array", "fpga_sim", "strict", "weight_mem", "mant_bits", ACTIVATIONS_OPTION)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,10 @@ def parse_options(options: dict[str, str]) -> FpgaOptions:
     unknown = set(options) - set(KNOWN)
     if unknown:
         raise ModelLoadFailed(f"unknown fpga option(s) {sorted(unknown)}; known: {', '.join(KNOWN)}")
+    rule = options.get(ACTIVATIONS_OPTION, ACTIVATIONS_LIKE_WEIGHTS)
+    if rule != ACTIVATIONS_LIKE_WEIGHTS:
+        raise ModelLoadFailed(f"fpga option {ACTIVATIONS_OPTION}={rule!r}: the device quantises each product's "
+                              f"input like its weights ({ACTIVATIONS_LIKE_WEIGHTS!r}) and knows no other rule")
     rows, cols = DEFAULT.rows, DEFAULT.cols
     if "array" in options:
         m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", options["array"])

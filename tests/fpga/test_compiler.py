@@ -155,6 +155,6 @@ def test_weights_that_do_not_fit_are_refused_with_both_sizes(rng):
 
 
 def test_bad_options_are_load_errors(rng):
-    for options in ({"array": "16"}, {"fpga_sim": "fast"}, {"colour": "red"}):
+    for options in ({"array": "16"}, {"fpga_sim": "fast"}, {"colour": "red"}, {"activations": "fp32"}):
         with pytest.raises(ModelLoadFailed):
             fpga(_softmax_sandwich(rng), **options)
