@@ -1,0 +1,101 @@
+"""Benchmark the simulated systolic array: cycles/s and us per tile, C ABI vs pyverilator,
+and the build time cold (empty cache) and cached.
+
+    .venv/bin/python benchmarks/hw_bench.py [--preset default] [--vectors 16] [--tiles 2000]
+
+A tile is the array's weights (rows x cols) times `--vectors` input vectors: the
+default preset's 16x16 array with 16 vectors is a 16x16x16 tile. Both wall time and
+this thread's CPU time are printed: on a shared machine the CPU time is the steadier.
+Never a test: numbers depend on the machine (see benchmarks/README.md).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from hw import build, cycles
+from hw.config import PRESETS, preset
+from hw.random_tiles import random_tile
+
+
+def timed(fn, n):
+    w0, c0 = time.perf_counter(), time.thread_time()
+    for _ in range(n):
+        fn()
+    return time.perf_counter() - w0, time.thread_time() - c0
+
+
+def report(label, n_tiles, n_cycles, wall, cpu):
+    print(f"{label:12s} {n_tiles:6d} tiles {n_cycles:9d} cycles | wall {n_cycles / wall / 1e6:6.3f} M cycles/s "
+          f"{wall / n_tiles * 1e6:9.1f} us/tile | cpu {n_cycles / cpu / 1e6:6.3f} M cycles/s "
+          f"{cpu / n_tiles * 1e6:9.1f} us/tile")
+
+
+def bench_build(cfg):
+    with tempfile.TemporaryDirectory() as d:
+        old = os.environ.get("BWSERVE_HW_CACHE")
+        os.environ["BWSERVE_HW_CACHE"] = d
+        try:
+            t0 = time.perf_counter()
+            build.build_model(cfg)
+            cold = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            build.build_model(cfg)
+            cached = time.perf_counter() - t0
+        finally:
+            if old is None:
+                del os.environ["BWSERVE_HW_CACHE"]
+            else:
+                os.environ["BWSERVE_HW_CACHE"] = old
+    print(f"build {cfg.name()}: cold (empty cache, runtime included) {cold:.1f} s, cached {cached * 1e3:.1f} ms")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    p.add_argument("--vectors", type=int, default=16)
+    p.add_argument("--tiles", type=int, default=2000)
+    p.add_argument("--py-tiles", type=int, default=10)
+    p.add_argument("--no-build", action="store_true", help="skip the cold build measurement")
+    p.add_argument("--no-pyverilator", action="store_true")
+    args = p.parse_args()
+    cfg = preset(args.preset)
+    t = random_tile(cfg, np.random.default_rng(0), args.vectors)
+    per_tile = cycles.tile_cycles(cfg, args.vectors)
+    print(f"{cfg.name()}: {cfg.rows}x{cfg.cols}x{args.vectors} tile = {per_tile} cycles "
+          f"({cycles.tile_seconds(cfg, args.vectors) * 1e6:.2f} us at {cfg.clock_hz / 1e6:.0f} MHz modelled)")
+
+    from hw.sim import TileSim
+
+    sim = TileSim(cfg)
+    sim.load_weights(t.w_mant, t.w_exp)
+    want = t.golden(cfg).acc
+    got, _ = sim.run_tile(t.x_mant, t.x_exp, t.acc_exp)
+    assert np.array_equal(got, want)
+    wall, cpu = timed(lambda: sim.run_tile(t.x_mant, t.x_exp, t.acc_exp), args.tiles)
+    report("C ABI", args.tiles, args.tiles * per_tile, wall, cpu)
+    g_wall, g_cpu = timed(lambda: t.golden(cfg), args.tiles)
+    print(f"{'golden':12s} {args.tiles:6d} tiles (numpy)          | wall {g_wall / args.tiles * 1e6:9.1f} us/tile"
+          f" | cpu {g_cpu / args.tiles * 1e6:9.1f} us/tile")
+
+    if not args.no_pyverilator:
+        from hw.pysim import PyTile
+
+        t0 = time.perf_counter()
+        py = PyTile(cfg)
+        print(f"pyverilator model ready in {time.perf_counter() - t0:.1f} s")
+        py.load_weights(t.w_mant, t.w_exp)
+        assert np.array_equal(py.run_tile(t.x_mant, t.x_exp, t.acc_exp)[0], want)
+        wall, cpu = timed(lambda: py.run_tile(t.x_mant, t.x_exp, t.acc_exp), args.py_tiles)
+        report("pyverilator", args.py_tiles, args.py_tiles * per_tile, wall, cpu)
+
+    if not args.no_build:
+        bench_build(cfg)
+
+
+if __name__ == "__main__":
+    main()
