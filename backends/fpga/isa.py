@@ -36,6 +36,7 @@ the matrix unit's is ``hw.cycles``'s tile count, which the RTL's counters match.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Union
 
 import numpy as np
@@ -60,6 +61,11 @@ class WeightTiles:
     def tiles(self) -> int:
         g, nk, nn = self.mant.shape[:3]
         return g * nk * nn
+
+    @cached_property
+    def mant_f64(self) -> np.ndarray:
+        """The mantissas as float64, made once: the golden engine's exact BLAS operand."""
+        return self.mant.astype(np.float64)
 
 
 # -- prologue ---------------------------------------------------------------------------

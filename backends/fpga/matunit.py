@@ -47,10 +47,11 @@ def _choose_acc_exp(cfg: HwConfig, sums: np.ndarray, e: np.ndarray) -> np.ndarra
 
 
 def _golden_chunk(cfg: HwConfig, wm, we, xm, xe) -> np.ndarray:
+    """``wm``: float64 weight mantissas (exact), the rest int64."""
     g, nk, nn = wm.shape[:3]
     t, nb, b, cols = xm.shape[2], cfg.n_blocks, cfg.block, cfg.cols
     xs = xm.reshape(g, nk, 1, t, nb, b).transpose(0, 1, 2, 4, 3, 5).astype(np.float64)
-    ws = wm.reshape(g, nk, nn, nb, b, cols).astype(np.float64)
+    ws = wm.reshape(g, nk, nn, nb, b, cols)
     sums = np.matmul(xs, ws).astype(np.int64)  # (g, nk, nn, nb, t, cols); exact, as golden.block_sums
     e = we[:, :, :, :, None, :] + xe.transpose(0, 1, 3, 2)[:, :, None, :, :, None]
     acc_exp = _choose_acc_exp(cfg, sums, e)
@@ -66,7 +67,8 @@ def golden_tiles(cfg: HwConfig, w: WeightTiles, xm: np.ndarray, xe: np.ndarray) 
     g, nk, nn = w.mant.shape[:3]
     per_k = g * nn * cfg.n_blocks * xm.shape[2] * cfg.cols
     step = max(1, _CHUNK // max(per_k, 1))
-    parts = [_golden_chunk(cfg, w.mant[:, s:s + step], w.exp[:, s:s + step], xm[:, s:s + step], xe[:, s:s + step])
+    wf = w.mant_f64
+    parts = [_golden_chunk(cfg, wf[:, s:s + step], w.exp[:, s:s + step], xm[:, s:s + step], xe[:, s:s + step])
              for s in range(0, nk, step)]
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
