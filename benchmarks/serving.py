@@ -148,6 +148,7 @@ def server_stats(address: str, model: str) -> np.ndarray:
 
 
 def measure(servers, models, names, concurrencies, requests, args) -> dict[tuple, Point]:
+    """Every (model, concurrency, server) point once per round, servers interleaved."""
     points: dict[tuple, Point] = {}
     for r in range(args.rounds):
         order = names[r % len(names):] + names[:r % len(names)]  # rotate: no server always goes first
@@ -167,6 +168,7 @@ def measure(servers, models, names, concurrencies, requests, args) -> dict[tuple
 
 
 def report(points, run_p50, models, names, concurrencies) -> str:
+    """Markdown: one row per point, then the ratios the targets are stated in, then bwserve's breakdown."""
     us = lambda s: f"{s:.0f}"  # noqa: E731
     lines = ["| model | conc | server | p50 us | p99 us | p99.9 us | req/s | overhead p50 us | errors |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
