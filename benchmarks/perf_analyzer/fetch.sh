@@ -30,9 +30,11 @@ if [ ! -x "$DEST/perf_analyzer" ]; then
 fi
 
 if [ ! -e "$LIB/libb64.so.0d" ]; then
-    # apt-get download needs a package list; refresh it only when it is missing or stale.
+    # apt-get download needs a package list; refresh it (as root) only when it is missing or stale.
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
     (cd "$WORK" && apt-get download libb64-0d >/dev/null 2>&1) \
-        || (apt-get update -qq && cd "$WORK" && apt-get download libb64-0d)
+        || ($sudo apt-get update -qq && cd "$WORK" && apt-get download libb64-0d)
     dpkg -x "$WORK"/libb64-0d_*.deb "$WORK/b64"
     cp -L "$(find "$WORK/b64" -name 'libb64.so.0d*' | head -n1)" "$LIB/libb64.so.0d"
 fi
