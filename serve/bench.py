@@ -18,7 +18,7 @@ import numpy as np
 
 from protos import inference_pb2 as pb
 from protos import inference_pb2_grpc as pb_grpc
-from serve.client import CHANNEL_OPTIONS
+from serve.client import channel_options
 
 PERCENTILES = (50, 90, 99, 99.9)
 
@@ -108,16 +108,18 @@ async def _open(stub, request, rate: float, requests: int, duration: float,
 def run_load(address: str, request: pb.ModelInferRequest, *, concurrency: int = 1,
              requests: int = 1000, duration: float = 60.0, rate: float | None = None,
              timeout: float | None = None, warmup: int = 20, seed: int = 0,
-             authority: str | None = None) -> LoadResult:
+             authority: str | None = None, health_check: bool = False) -> LoadResult:
     """Send ``request`` until ``requests`` were sent or ``duration`` seconds passed.
 
     ``rate`` switches to open loop: Poisson arrivals at ``rate`` per second, each
     request's latency measured from its scheduled send time. ``timeout`` is the
     gRPC deadline each request carries. ``address`` may be any gRPC target, e.g.
     ``dns:///name:8001`` to balance over every address the name resolves to;
-    ``authority`` sets the HTTP/2 ``:authority`` (an ingress's virtual host).
+    ``authority`` sets the HTTP/2 ``:authority`` (an ingress's virtual host);
+    ``health_check`` skips replicas whose grpc.health.v1 says NOT_SERVING (only when
+    ``address`` resolves to the replicas themselves, not to a proxy).
     """
-    options = CHANNEL_OPTIONS + ([("grpc.default_authority", authority)] if authority else [])
+    options = channel_options(authority, health_check)
 
     async def main() -> LoadResult:
         async with grpc.aio.insecure_channel(address, options=options) as channel:

@@ -13,8 +13,8 @@ from protos import inference_pb2_grpc as pb_grpc
 from serve.codec import decode_bytes, encode_bytes
 from serve.datatypes import FROM_NUMPY, NUMPY
 
-# Client-side balancing over every address a name resolves to, retrying
-# UNAVAILABLE (a draining or dead replica) on another one.
+# Client-side balancing over every address a name resolves to (dns:///name:port, e.g. a
+# headless Service), retrying UNAVAILABLE (a draining or dead replica) on another one.
 SERVICE_CONFIG = """{
   "loadBalancingConfig": [{"round_robin": {}}],
   "methodConfig": [{
@@ -24,12 +24,32 @@ SERVICE_CONFIG = """{
   }]
 }"""
 
+# The same, plus client-side health checking: the channel watches grpc.health.v1 ("")
+# on every address and skips replicas that say NOT_SERVING, so a draining replica
+# (serve start --drain-delay-s) gets no new requests before it refuses them. Only for
+# addresses that are the replicas themselves: through a proxy the watch is proxied
+# to one replica behind it, whose NOT_SERVING would cut the client off the proxy.
+HEALTH_CHECKED_SERVICE_CONFIG = SERVICE_CONFIG[:-1].rstrip() + """,
+  "healthCheckConfig": {"serviceName": ""}
+}"""
+
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.service_config", SERVICE_CONFIG),
     ("grpc.enable_retries", 1),
 ]
+
+
+def channel_options(authority: str | None = None, health_check: bool = False) -> list[tuple[str, object]]:
+    """CHANNEL_OPTIONS, with ``:authority`` set (an ingress's host name, when the target is
+    its address) and/or client-side health checking (replica addresses only, see above)."""
+    options = [o for o in CHANNEL_OPTIONS if not (health_check and o[0] == "grpc.service_config")]
+    if health_check:
+        options.append(("grpc.service_config", HEALTH_CHECKED_SERVICE_CONFIG))
+    if authority:
+        options.append(("grpc.default_authority", authority))
+    return options
 
 
 def build_request(model: str, inputs: dict[str, np.ndarray], version: str = "",

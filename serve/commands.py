@@ -113,6 +113,9 @@ def register(sub) -> None:
     p.add_argument("--timeout-ms", type=float, help="gRPC deadline per request")
     p.add_argument("--authority", help="HTTP/2 :authority to send, e.g. an ingress's host name when --server is "
                                        "its address (grpc.default_authority)")
+    p.add_argument("--health-check", action="store_true",
+                   help="skip replicas whose grpc.health.v1 says NOT_SERVING; only when --server resolves to the "
+                        "replicas themselves (dns:///headless-service:8001), never through a proxy")
     _add_target(p)
     p.set_defaults(func=cmd_bench)
 
@@ -326,11 +329,11 @@ def cmd_bench(args) -> int:
     from protos import inference_pb2 as pb
     from protos import inference_pb2_grpc as pb_grpc
     from serve.bench import run_load
-    from serve.client import CHANNEL_OPTIONS, build_request, random_inputs
+    from serve.client import build_request, channel_options, random_inputs
 
     # --server may be any gRPC target: host:port, dns:///name:port (round_robin over
     # every address), or an ingress's address with --authority naming the host.
-    options = CHANNEL_OPTIONS + ([("grpc.default_authority", args.authority)] if args.authority else [])
+    options = channel_options(args.authority, args.health_check)
     with grpc.insecure_channel(args.server, options=options) as channel:
         try:
             metadata = pb_grpc.GRPCInferenceServiceStub(channel).ModelMetadata(
@@ -343,6 +346,7 @@ def cmd_bench(args) -> int:
     print(f"bench {args.name} at {args.server}: {mode}, up to {args.requests} requests / {args.duration:g} s")
     result = run_load(args.server, request, concurrency=args.concurrency, requests=args.requests,
                       duration=args.duration, rate=args.rate,
-                      timeout=args.timeout_ms / 1e3 if args.timeout_ms else None, authority=args.authority)
+                      timeout=args.timeout_ms / 1e3 if args.timeout_ms else None, authority=args.authority,
+                      health_check=args.health_check)
     print(result.format())
     return 0

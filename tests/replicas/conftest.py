@@ -144,6 +144,12 @@ def assert_spread(result: dict, replicas: Replicas, hosts=REPLICAS) -> None:
     assert all(n is not None and n >= 0.25 * sum(served) for n in served), result
 
 
+def assert_both_serve(result: dict, replicas: Replicas) -> None:
+    """No errors, and both replicas served some of it (a rejoined one too)."""
+    assert result["errors"] == {} and result["ok"] > 0, result
+    assert all(result["served"][replicas.address(h)] for h in REPLICAS), result
+
+
 def assert_all_on(result: dict, replicas: Replicas, host: str) -> None:
     """No errors, and every success was served by ``host``; the other replica took none."""
     assert result["errors"] == {} and result["ok"] > 0, result

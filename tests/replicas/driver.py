@@ -3,16 +3,18 @@
 Runs inside the client's namespace (only from there are the replicas reachable) and
 takes one JSON command per line on stdin, answering one JSON line on stdout:
 
-- ``{"cmd": "load", "target": T, "seconds": S, "concurrency": C, "authority": A?}``:
-  closed-loop load through ``serve.bench.run_load`` (the shipped channel options:
-  round_robin + retry on UNAVAILABLE); answers ok, errors by code, and how many
-  inferences each replica counted meanwhile.
+- ``{"cmd": "load", "target": T, "seconds": S, "concurrency": C, "authority": A?, "health_check": H?}``:
+  closed-loop load (serve/bench.py's loop) on a channel kept open across commands,
+  as a long-running client keeps it, with the shipped channel options (round_robin,
+  retry on UNAVAILABLE, health checking); answers ok, errors by status code, and how
+  many inferences each replica counted meanwhile.
 - ``{"cmd": "infer", "target": T, "authority": A?}``: one request; answers its status code.
 - ``{"cmd": "envoy", "admin": URL}``: Envoy's view of which replicas are healthy.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 
@@ -21,8 +23,8 @@ import numpy as np
 
 from protos import inference_pb2 as pb
 from protos import inference_pb2_grpc as pb_grpc
-from serve.bench import run_load
-from serve.client import CHANNEL_OPTIONS, build_request
+from serve.bench import _closed
+from serve.client import build_request, channel_options
 from tests.replicas.envoy import healthy_hosts
 
 MODEL = "adder"
@@ -40,45 +42,55 @@ def inference_count(address: str) -> int | None:
     return sum(s.inference_count for s in stats.model_stats)
 
 
-def counts(replicas: list[str]) -> dict[str, int | None]:
-    return {address: inference_count(address) for address in replicas}
+class Driver:
+    def __init__(self, replicas: list[str]) -> None:
+        self.replicas = replicas
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)  # grpc.aio channels bind to the current loop
+        self.channels: dict[tuple[str, str | None], grpc.aio.Channel] = {}
 
+    def stub(self, command: dict):
+        key = (command["target"], command.get("authority"), command.get("health_check", False))
+        if key not in self.channels:
+            self.channels[key] = grpc.aio.insecure_channel(key[0], options=channel_options(*key[1:]))
+        return pb_grpc.GRPCInferenceServiceStub(self.channels[key])
 
-def handle(command: dict, replicas: list[str]) -> dict:
-    if command["cmd"] == "load":
-        before = counts(replicas)
-        result = run_load(command["target"], REQUEST, concurrency=command.get("concurrency", 8),
-                          requests=10**9, duration=command["seconds"], timeout=10,
-                          authority=command.get("authority"))
-        after = counts(replicas)
-        served = {a: (after[a] - (before[a] or 0)) if after[a] is not None else None for a in replicas}
-        return {"ok": len(result.latencies_s), "errors": dict(result.errors), "served": served,
-                "p50_us": result.percentile_us(50), "p99_us": result.percentile_us(99)}
-    if command["cmd"] == "infer":
-        options = CHANNEL_OPTIONS + ([("grpc.default_authority", command["authority"])]
-                                     if command.get("authority") else [])
-        with grpc.insecure_channel(command["target"], options=options) as channel:
+    def counts(self) -> dict[str, int | None]:
+        return {address: inference_count(address) for address in self.replicas}
+
+    def handle(self, command: dict) -> dict:
+        if command["cmd"] == "load":
+            before = self.counts()
+            stub = self.stub(command)
+            result = self.loop.run_until_complete(
+                _closed(stub, REQUEST, command.get("concurrency", 8), 10**9, command["seconds"], 10))
+            after = self.counts()
+            served = {a: (after[a] - (before[a] or 0)) if after[a] is not None else None for a in self.replicas}
+            return {"ok": len(result.latencies_s), "errors": dict(result.errors), "served": served}
+        if command["cmd"] == "infer":
+            stub = self.stub(command)
             try:
-                pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(REQUEST, timeout=5)
+                self.loop.run_until_complete(stub.ModelInfer(REQUEST, timeout=5))
                 return {"code": "OK"}
-            except grpc.RpcError as exc:
+            except grpc.aio.AioRpcError as exc:
                 return {"code": exc.code().name}
-    if command["cmd"] == "envoy":
-        try:
-            return {"hosts": healthy_hosts(command["admin"])}
-        except OSError as exc:
-            return {"hosts": {}, "error": str(exc)}
-    return {"error": f"unknown command {command['cmd']!r}"}
+        if command["cmd"] == "envoy":
+            try:
+                return {"hosts": healthy_hosts(command["admin"])}
+            except OSError as exc:
+                return {"hosts": {}, "error": str(exc)}
+        return {"error": f"unknown command {command['cmd']!r}"}
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--replica", action="append", default=[], help="HOST:PORT of a replica, for its counters")
     args = p.parse_args()
+    driver = Driver(args.replica)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         if line.strip():
-            print(json.dumps(handle(json.loads(line), args.replica)), flush=True)
+            print(json.dumps(driver.handle(json.loads(line))), flush=True)
 
 
 if __name__ == "__main__":
