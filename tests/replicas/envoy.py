@@ -23,7 +23,7 @@ def envoy_binary() -> str:
 
 
 def config(listen: str, port: int, upstreams: list[tuple[str, int]], authority: str | None = None,
-           admin: str = "127.0.0.1") -> dict:
+           admin: str = "127.0.0.1", admin_port: int = ADMIN_PORT) -> dict:
     """An Envoy bootstrap: one gRPC listener routing to ``upstreams``.
 
     With ``authority``, only requests for that host (``:authority``, what a client sets
@@ -79,7 +79,7 @@ def config(listen: str, port: int, upstreams: list[tuple[str, int]], authority: 
         "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
     }
     return {
-        "admin": {"address": {"socket_address": {"address": admin, "port_value": ADMIN_PORT}}},
+        "admin": {"address": {"socket_address": {"address": admin, "port_value": admin_port}}},
         "static_resources": {
             "listeners": [{"name": "grpc", "address": {"socket_address": {"address": listen, "port_value": port}},
                            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
