@@ -34,7 +34,12 @@ class FpgaBackend(Backend):
     def load_model(self, model: onnx.ModelProto) -> None:
         """Compile and bind an in-memory model (``load`` reads one from a file)."""
         opts = parse_options(dict(self.config.backend_options))
-        self.program, self.cfg = compile_model(model, dict(self.config.layer_formats), opts)
+        try:
+            self.program, self.cfg = compile_model(model, dict(self.config.layer_formats), opts)
+        except (ModelLoadFailed, BackendUnavailable):
+            raise
+        except Exception as exc:  # a compiler bug or a malformed model: still a load failure
+            raise ModelLoadFailed(f"fpga compiler: {type(exc).__name__}: {exc}") from exc
         self.cost = program_cost(self.cfg, self.program.body)
         self.engine = self._engine(opts.sim)
         self.runtime = Runtime(self.program, self.cfg, self.engine)

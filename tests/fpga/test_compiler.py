@@ -158,3 +158,13 @@ def test_bad_options_are_load_errors(rng):
     for options in ({"array": "16"}, {"fpga_sim": "fast"}, {"colour": "red"}, {"activations": "fp32"}):
         with pytest.raises(ModelLoadFailed):
             fpga(_softmax_sandwich(rng), **options)
+
+
+def test_a_host_partition_can_produce_the_model_output(rng):
+    from models.examples.graph import dense_stack
+
+    ws = [rng.standard_normal((20, 16)).astype(np.float32), rng.standard_normal((16, 4)).astype(np.float32)]
+    model = dense_stack("mlp", ws, [np.zeros(16, np.float32), np.ones(4, np.float32)], "x", "p", softmax=True)
+    backend = check(model, {"x": rng.standard_normal((1, 20)).astype(np.float32)})
+    assert isinstance(backend.program.body[-2], isa.HostCall) and isinstance(backend.program.body[-1], isa.Send)
+    assert backend.program.body[-2].dsts == ("p",)
