@@ -14,11 +14,13 @@ from __future__ import annotations
 WINDOW = 128  # recent compute times kept per model and device
 EVERY = 16  # recompute the quantile after this many new samples
 QUANTILE = 0.9  # a high quantile: predictions should err towards refusing
-# Share of a request's remaining time kept back for what the scheduler cannot see:
-# the response's trip through the event loop, encoding and gRPC back to the client.
-# Without it, at 3x overload the served requests' p99 at the client overshot a
-# 200 ms SLO by ~20 ms (benchmarks/admission.py): ~10% of the deadline.
-RESPONSE_SLACK = 0.1
+# Share of a request's remaining time kept back for what the scheduler cannot see
+# or predict: the response's trip through the event loop, encoding and gRPC back to
+# the client, and the OS's jitter. benchmarks/admission.py at 3x overload on 2 shared
+# cores (200 ms SLO): with 10% the served p99 at the client overshot the SLO (207-298
+# ms); with 25% it stayed under (170 ms) and goodput rose to capacity: the queue never
+# ran dry. The cost: a request predicted to need more than 75% of its time is refused.
+RESPONSE_SLACK = 0.25
 
 
 class ServiceTimeEstimator:

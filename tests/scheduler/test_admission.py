@@ -6,6 +6,7 @@ clock that matters (the few ms a test takes) is far inside every margin.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 
@@ -39,20 +40,25 @@ def test_refuses_a_request_predicted_to_miss_and_says_why(rig) -> None:
         s = rig.scheduler
         blocker = await _block(rig)
         now = time.monotonic()
-        # Busy instance: ~100 s left. Tag 0 would finish at ~200 s: inside 250 s.
-        first = s.submit(tag(0), now + 2.5 * SERVICE)
-        # Tag 1, same class: behind tag 0, ~300 s > 250 s: refused at once, never queued.
+        # Busy instance: ~100 s left. Tag 0 would finish at ~200 s: inside the 225 s that
+        # a 300 s deadline leaves after the response slack (25%).
+        first = s.submit(tag(0), now + 3 * SERVICE)
+        # Tag 1, same class: behind tag 0, ~300 s > 225 s: refused at once, never queued.
         with pytest.raises(Overloaded) as info:
-            s.submit(tag(1), now + 2.5 * SERVICE)
+            s.submit(tag(1), now + 3 * SERVICE)
         assert s.queue_depth == 1
         # Tag 2, a higher class: it would run before tag 0, so ~200 s: admitted.
-        urgent = s.submit(tag(2), now + 2.5 * SERVICE, priority=1)
+        urgent = s.submit(tag(2), now + 3 * SERVICE, priority=1)
         rig.gate.set()
         return info.value, await asyncio.gather(blocker, first, urgent)
 
     refusal, results = asyncio.run(main())
     message = str(refusal)
-    assert "1 queued ahead on gate, 100000.00 ms each" in message and "deadline allows 2" in message, message
+    assert "1 queued ahead on gate, 100000.00 ms each" in message, message
+    finish, allowed, budget = map(float, re.search(
+        r"would finish in ([\d.]+) ms .* deadline allows ([\d.]+) ms, ([\d.]+) ms of it for queue and run",
+        message).groups())
+    assert budget < finish and allowed == pytest.approx(3e5, rel=1e-3) and budget == pytest.approx(0.75 * allowed)
     assert status_of(refusal) is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert rig.log == [-1, 2, 0]
     assert [int(r.outputs["tag"]) for r in results] == [-1, 0, 2]
