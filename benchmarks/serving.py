@@ -124,15 +124,20 @@ def server_command(name: str, repo: ModelRepository, model: str, port: int) -> l
 
 
 def start_servers(names, repo, models, requests, work: Path) -> dict[tuple[str, str], launch.Running]:
-    """One process per model and server, all up for the whole run."""
+    """One process per model and server, all up for the whole run (none left behind on failure)."""
     servers = {}
-    for model in models:
-        for name in names:
-            port = launch.free_port()
-            command = server_command(name, repo, model, port)
-            print(f"starting {name} for {model} on port {port}", flush=True)
-            servers[model, name] = launch.start(f"{name}/{model}", command, port, requests[model],
-                                                work / f"{name}-{model}.log")
+    try:
+        for model in models:
+            for name in names:
+                port = launch.free_port()
+                command = server_command(name, repo, model, port)
+                print(f"starting {name} for {model} on port {port}", flush=True)
+                servers[model, name] = launch.start(f"{name}/{model}", command, port, requests[model],
+                                                    work / f"{name}-{model}.log")
+    except BaseException:
+        for server in servers.values():
+            server.stop()
+        raise
     return servers
 
 
