@@ -11,7 +11,8 @@ computed once at load and reported with each request.
   encoded by the vector unit.
 * Vector instructions: the vector unit has one lane per array column (its input is one
   array output row per cycle), plus ``VECTOR_LATENCY`` cycles to fill its pipeline.
-  Pooling reads every window element; a reshape is free (addressing only).
+  Pooling reads every window element; softmax makes three passes; a reshape is
+  free (addressing only).
 * Host link (``Recv``, ``Send``, ``HostCall`` transfers): ``LINK_LATENCY_S`` per
   transfer plus bytes at ``LINK_BYTES_PER_S`` (PCIe gen3 x8-like), in device cycles.
   Host compute time is not device time and is not counted.
@@ -75,6 +76,8 @@ def cost(cfg: HwConfig, ins: isa.Instruction) -> Cost:
         return Cost(vector_cycles(cfg, g.groups * g.vectors * g.patch))
     if isinstance(ins, (isa.Unary, isa.Binary, isa.Slice, isa.Concat)):
         return Cost(vector_cycles(cfg, ins.size))
+    if isinstance(ins, isa.Softmax):  # max, exp-and-sum, divide
+        return Cost(3 * vector_cycles(cfg, int(np.prod(ins.shape))))
     if isinstance(ins, isa.Pool):
         g = ins.geom
         out = g.in_shape[0] * g.in_shape[1] * int(np.prod(g.out_spatial))

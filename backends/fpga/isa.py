@@ -23,6 +23,7 @@ pinned on chip before the first request. Ours is the same shape:
   ``Unary``        element-wise: relu, sigmoid, tanh, neg, identity, rsqrt
   ``Binary``       element-wise with broadcasting: add, sub, mul
   ``Pool``         max / average pooling windows (global pooling is one window)
+  ``Softmax``      along one axis (max, exp and sum, divide: three passes)
   ``Move``         a layout change: reshape (free: addressing only) or transpose
   ``Slice``        part of a register along one axis (LSTM/GRU gates)
   ``Concat``       registers joined along one axis (LSTM/GRU outputs over time)
@@ -174,6 +175,17 @@ class Binary:
 
 
 @dataclass(frozen=True)
+class Softmax:
+    """``dst = softmax(src.reshape(pre), axis).reshape(shape)`` (pre: opset < 13's 2-D view)."""
+
+    dst: str
+    src: str
+    axis: int
+    shape: Shape
+    pre: Shape | None = None
+
+
+@dataclass(frozen=True)
 class PoolGeometry:
     in_shape: Shape  # (N, C, *spatial)
     kernel: Shape
@@ -234,7 +246,7 @@ class HostCall:
     out_bytes: int
 
 
-Instruction = Union[Recv, Send, MatMul, Im2Col, Unary, Binary, Pool, Move, Slice, Concat, HostCall]
+Instruction = Union[Recv, Send, MatMul, Im2Col, Unary, Binary, Softmax, Pool, Move, Slice, Concat, HostCall]
 
 
 @dataclass

@@ -56,6 +56,16 @@ def _pool(kind: str, global_: bool = False):
     return lower
 
 
+def lower_softmax(ctx: Ctx, node) -> None:
+    shape = ctx.shape(node.input[0])
+    rank = len(shape)
+    axis = ctx.g.attrs(node).get("axis", -1 if ctx.g.opset >= 13 else 1) % max(rank, 1)
+    pre = None
+    if ctx.g.opset < 13:  # older Softmax: over the 2-D view [prod(dims < axis), prod(dims >= axis)]
+        pre, axis = (int(np.prod(shape[:axis])), int(np.prod(shape[axis:]))), 1
+    ctx.emit(isa.Softmax(node.output[0], ctx.operand(node.input[0]), axis, shape, pre))
+
+
 def lower_reshape(ctx: Ctx, node) -> None:
     """Flatten, Reshape, Squeeze, Unsqueeze: the data stays put, only its shape changes."""
     if not ctx.g.is_float(node.input[0]) and ctx.const(node.input[0]) is None:
@@ -117,5 +127,5 @@ LOWERINGS = {
     "MaxPool": _pool("max"), "AveragePool": _pool("avg"),
     "GlobalAveragePool": _pool("avg", True), "GlobalMaxPool": _pool("max", True),
     "Flatten": lower_reshape, "Reshape": lower_reshape, "Squeeze": lower_reshape, "Unsqueeze": lower_reshape,
-    "Transpose": lower_transpose, "BatchNormalization": lower_batchnorm,
+    "Transpose": lower_transpose, "BatchNormalization": lower_batchnorm, "Softmax": lower_softmax,
 }

@@ -120,6 +120,15 @@ class Runtime:
             r[dst] = fn(r[a], r[b], dtype=np.float32)
         return step
 
+    def _bind_softmax(self, ins: isa.Softmax):
+        dst, src, axis, shape, pre = ins.dst, ins.src, ins.axis, ins.shape, ins.pre
+
+        def step(r):
+            x = r[src] if pre is None else r[src].reshape(pre)
+            e = np.exp(x - x.max(axis=axis, keepdims=True))
+            r[dst] = (e / e.sum(axis=axis, keepdims=True)).astype(np.float32).reshape(shape)
+        return step
+
     def _bind_pool(self, ins: isa.Pool):
         dst, src, kind, geom = ins.dst, ins.src, ins.kind, ins.geom
 
