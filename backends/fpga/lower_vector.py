@@ -66,6 +66,13 @@ def lower_softmax(ctx: Ctx, node) -> None:
     ctx.emit(isa.Softmax(node.output[0], ctx.operand(node.input[0]), axis, shape, pre))
 
 
+def lower_concat(ctx: Ctx, node) -> None:
+    out = node.output[0]
+    rank = len(ctx.shape(out))
+    axis = ctx.g.attrs(node)["axis"] % rank
+    ctx.emit(isa.Concat(out, tuple(ctx.operand(i) for i in node.input), axis, _size(ctx, out)))
+
+
 def lower_reshape(ctx: Ctx, node) -> None:
     """Flatten, Reshape, Squeeze, Unsqueeze: the data stays put, only its shape changes."""
     if not ctx.g.is_float(node.input[0]) and ctx.const(node.input[0]) is None:
@@ -128,4 +135,5 @@ LOWERINGS = {
     "GlobalAveragePool": _pool("avg", True), "GlobalMaxPool": _pool("max", True),
     "Flatten": lower_reshape, "Reshape": lower_reshape, "Squeeze": lower_reshape, "Unsqueeze": lower_reshape,
     "Transpose": lower_transpose, "BatchNormalization": lower_batchnorm, "Softmax": lower_softmax,
+    "Concat": lower_concat,
 }

@@ -17,7 +17,7 @@ from serve.config import ModelConfig
 
 OPS = ("conv", "basic_conv", "gemm", "matmul", "batchnorm", "add", "sub", "mul", "relu", "sigmoid", "tanh", "neg",
        "maxpool", "averagepool", "globalaveragepool", "globalmaxpool", "flatten", "reshape", "transpose",
-       "squeeze", "unsqueeze", "identity", "dropout", "softmax", "lstm", "gru")
+       "squeeze", "unsqueeze", "identity", "dropout", "softmax", "concat", "lstm", "gru")
 
 # test-name pattern -> why it is not run on the fpga backend.
 EXCLUDED = {
