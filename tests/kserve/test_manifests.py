@@ -10,13 +10,18 @@ import copy
 import shutil
 import subprocess
 
-import jsonschema
 import pytest
-import yaml
 
-from serve.cli import build_parser
-from serve.health import LIVENESS_SERVICE
-from tests.kserve.manifests import KSERVE_DIR, find, load_docs, merge_patch, overlays, render, validate
+for _module, _package in (("yaml", "pyyaml"), ("jsonschema", "jsonschema"),
+                          ("kubernetes_validate", "kubernetes-validate")):
+    pytest.importorskip(_module, reason=f"needs PyPI {_package} (manifest validation)")
+
+import jsonschema  # noqa: E402
+import yaml  # noqa: E402
+
+from serve.cli import build_parser  # noqa: E402
+from serve.health import LIVENESS_SERVICE  # noqa: E402
+from tests.kserve.manifests import KSERVE_DIR, find, load_docs, merge_patch, overlays, render, validate  # noqa: E402
 
 TARGETS = [KSERVE_DIR / "base", *overlays()]
 
