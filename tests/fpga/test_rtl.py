@@ -38,8 +38,9 @@ def _pair(model, formats):
     return fpga(model, formats), rtl
 
 
-def test_cntk_mnist_golden_and_rtl_are_identical_and_cycle_counts_agree():
-    prepared = prepare([CNTK_MNIST], backend="fpga", precision="msfp16", trial_load=False)
+@pytest.mark.parametrize("precision", ["msfp16", "fp32"])  # fp32: the widest setting, 16-bit mantissas
+def test_cntk_mnist_golden_and_rtl_are_identical_and_cycle_counts_agree(precision):
+    prepared = prepare([CNTK_MNIST], backend="fpga", precision=precision, trial_load=False)
     golden, rtl = _pair(onnx.load_from_string(prepared.model_bytes), prepared.config.layer_formats)
     for i in range(3):
         x = numpy_helper.to_array(onnx.load_tensor(str(CNTK_MNIST.parent / f"test_data_set_{i}" / "input_0.pb")))
