@@ -168,3 +168,23 @@ def test_a_host_partition_can_produce_the_model_output(rng):
     backend = check(model, {"x": rng.standard_normal((1, 20)).astype(np.float32)})
     assert isinstance(backend.program.body[-2], isa.HostCall) and isinstance(backend.program.body[-1], isa.Send)
     assert backend.program.body[-2].dsts == ("p",) and len(ops(backend, isa.Softmax)) == 1
+
+
+@pytest.mark.parametrize("precision", ["msfp16", "mxint8", "msfp12"])
+def test_narrow_layers_compute_exactly_the_quantisers_fpga_model(precision, rng):
+    """A models/quantize model on the device equals numpy's ``quantize_activations(x) @ W``
+    with the dequantised weights, up to the fp32 rounding of the result: block products
+    are exact integers in the wide accumulator."""
+    from models.quantize import quantize_activations, quantize_model
+    from models.quantize.onnx_io import initializer
+
+    w = rng.standard_normal((70, 24)).astype(np.float32)
+    model = make_model([helper.make_node("MatMul", ["x", "w"], ["y"])], {"x": ["n", 70]}, {"y": ["n", 24]}, {"w": w})
+    q = quantize_model(model, precision)
+    x = rng.standard_normal((1, 70)).astype(np.float32) * 10
+    backend = fpga(q.model, q.layer_formats, **q.backend_options)
+    (w_q,) = ort_run(q.model, {"x": np.eye(70, dtype=np.float32)})  # the dequantised weights, exactly
+    want = quantize_activations(x, precision).astype(np.float64) @ w_q.astype(np.float64)
+    got = backend.run({"x": x})["y"]
+    np.testing.assert_allclose(got, want, rtol=2e-7, atol=1e-7 * float(np.abs(want).max()))
+    assert not np.allclose(got, x @ w_q, rtol=1e-5)  # the activations really were quantised
