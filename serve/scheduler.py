@@ -194,7 +194,7 @@ class ModelScheduler:
                 predicted = candidate.predict(position, now)
                 if predicted < finish:
                     device, ahead, finish = candidate, position, predicted
-            if now + finish > deadline - RESPONSE_SLACK * (deadline - now):
+            if deadline != math.inf and finish > (1 - RESPONSE_SLACK) * (deadline - now):
                 raise self._refusal(device, ahead, finish, deadline - now)
             job = _Job(key, deadline, inputs, loop.create_future(), loop, time.perf_counter_ns(), device)
             device.queue.insert(key, job, ahead)
