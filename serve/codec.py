@@ -1,9 +1,15 @@
 """Request tensors in, response tensors out: the per-request hot path.
 
 A ``Codec`` is built once per loaded model from its signature, so decoding a
-request is dictionary look-ups, shape checks and ``np.frombuffer`` views over the
-request's own bytes (no copy). Every mismatch raises ``InvalidInput`` naming the
-tensor, what came and what was expected.
+request is dictionary look-ups, shape checks and numpy views over the request's
+own bytes (no copy). Every mismatch raises ``InvalidInput`` naming the tensor,
+what came and what was expected.
+
+Measured on the MNIST signature (protobuf's upb backend): iterating a repeated
+field costs ~7-14 us where indexing it costs <1 us, ``tuple(tensor.shape)`` ~6 us
+where comparing it with a list costs ~1 us, and adding an output tensor field by
+field ~24 us where copying a prepared response costs ~1.5 us. Hence the index
+loops, the fixed-shape comparison and the response template below.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ class _Input:
     spec: TensorSpec
     dtype: np.dtype
     fixed_nbytes: int | None  # byte size when every dimension is fixed
+    fixed_shape: list[int] | None  # the shape as a list, when fixed: compared to the request's as is
 
 
 def _shape_text(shape) -> str:
@@ -79,15 +86,24 @@ def encode_bytes(array: np.ndarray) -> bytes:
 class Codec:
     """Decodes ModelInferRequests and encodes responses for one model signature."""
 
-    def __init__(self, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]) -> None:
+    def __init__(self, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
+                 model_name: str = "", model_version: str = "") -> None:
         self._inputs: dict[str, _Input] = {}
         for spec in inputs:
             dtype = NUMPY[spec.datatype]
-            fixed = None
-            if spec.datatype != "BYTES" and all(d >= 0 for d in spec.shape):
-                fixed = prod(spec.shape) * dtype.itemsize
-            self._inputs[spec.name] = _Input(spec, dtype, fixed)
+            fixed = spec.datatype != "BYTES" and all(d >= 0 for d in spec.shape)
+            self._inputs[spec.name] = _Input(spec, dtype, prod(spec.shape) * dtype.itemsize if fixed else None,
+                                             list(spec.shape) if fixed else None)
         self._output_names = frozenset(spec.name for spec in outputs)
+        self._model_name, self._model_version = model_name, model_version
+        # The response every request gets when its outputs have the signature's fixed
+        # shapes and dtypes: copied, then only the raw bytes are appended.
+        self._fixed_outputs = None
+        self._template = pb.ModelInferResponse(model_name=model_name, model_version=model_version)
+        if all(d >= 0 for s in outputs for d in s.shape) and all(s.datatype != "BYTES" for s in outputs):
+            self._fixed_outputs = tuple((s.name, s.shape, NUMPY[s.datatype]) for s in outputs)
+            for s in outputs:
+                self._template.outputs.add(name=s.name, datatype=s.datatype, shape=s.shape)
         self._expected = ", ".join(
             f"{s.name} {s.datatype}{_shape_text(s.shape)}" for s in inputs)
 
@@ -97,12 +113,14 @@ class Codec:
         """The request's inputs as numpy arrays, checked against the signature."""
         tensors = request.inputs
         raw = request.raw_input_contents
-        if raw and len(raw) != len(tensors):
+        count, raw_count = len(tensors), len(raw)
+        if raw_count and raw_count != count:
             raise InvalidInput(
-                f"{len(raw)} raw_input_contents for {len(tensors)} inputs: when raw contents are "
+                f"{raw_count} raw_input_contents for {count} inputs: when raw contents are "
                 "used every input must have one, in the order of `inputs`")
         arrays: dict[str, np.ndarray] = {}
-        for index, tensor in enumerate(tensors):
+        for index in range(count):
+            tensor = tensors[index]
             name = tensor.name
             entry = self._inputs.get(name)
             if entry is None:
@@ -113,12 +131,15 @@ class Codec:
             if tensor.datatype != spec.datatype:
                 raise InvalidInput(
                     f"input '{name}': datatype {tensor.datatype or '(empty)'}, expected {spec.datatype}")
-            shape = tuple(tensor.shape)
-            if len(shape) != len(spec.shape) or any(
-                    d != s and (s != -1 or d < 0) for d, s in zip(shape, spec.shape)):
-                raise InvalidInput(
-                    f"input '{name}': shape {_shape_text(shape)}, expected {_shape_text(spec.shape)}")
-            if raw:
+            if entry.fixed_shape is not None and tensor.shape == entry.fixed_shape:
+                shape = spec.shape
+            else:
+                shape = tuple(tensor.shape)
+                if len(shape) != len(spec.shape) or any(
+                        d != s and (s != -1 or d < 0) for d, s in zip(shape, spec.shape)):
+                    raise InvalidInput(
+                        f"input '{name}': shape {_shape_text(shape)}, expected {_shape_text(spec.shape)}")
+            if raw_count:
                 arrays[name] = self._from_raw(entry, shape, raw[index])
             else:
                 arrays[name] = self._from_contents(entry, shape, tensor)
@@ -140,7 +161,7 @@ class Codec:
                 f"input '{spec.name}': {len(data)} bytes of raw contents, expected {expected} "
                 f"for {spec.datatype}{_shape_text(shape)}")
         # A read-only view of the request's bytes: no copy.
-        return np.frombuffer(data, dtype=entry.dtype).reshape(shape)
+        return np.ndarray(shape, entry.dtype, data)
 
     @staticmethod
     def _from_contents(entry: _Input, shape: tuple[int, ...], tensor) -> np.ndarray:
@@ -178,11 +199,20 @@ class Codec:
                 f"unknown requested output(s) {', '.join(unknown)}; the model has {', '.join(sorted(self._output_names))}")
         return names
 
-    @staticmethod
-    def encode(outputs: Mapping[str, np.ndarray], names: tuple[str, ...] | None,
-               response: pb.ModelInferResponse) -> None:
-        """Append the outputs (all, or ``names`` in that order) as raw contents."""
+    def encode(self, outputs: Mapping[str, np.ndarray], names: tuple[str, ...] | None,
+               request_id: str = "") -> pb.ModelInferResponse:
+        """The response: the outputs (all, or ``names`` in that order) as raw contents."""
+        response = pb.ModelInferResponse()
+        response.CopyFrom(self._template)
+        if request_id:
+            response.id = request_id
         raw = response.raw_output_contents
+        fixed = self._fixed_outputs
+        if names is None and fixed is not None and all(
+                outputs[n].shape == shape and outputs[n].dtype == dtype for n, shape, dtype in fixed):
+            raw.extend([outputs[n].tobytes() for n, _, _ in fixed])
+            return response
+        del response.outputs[:]
         for name in (names if names is not None else outputs):
             array = outputs[name]
             datatype = FROM_NUMPY.get(array.dtype)
@@ -190,3 +220,4 @@ class Codec:
                 raise TypeError(f"output '{name}' has dtype {array.dtype}, which KServe v2 cannot carry")
             response.outputs.add(name=name, datatype=datatype, shape=array.shape)
             raw.append(encode_bytes(array) if datatype == "BYTES" else array.tobytes())
+        return response

@@ -88,7 +88,7 @@ def build_model(repo: ModelRepository, name: str, version: int, metrics: Metrics
     bound = ModelMetrics.bind(metrics, name, version_str, device)
     return LoadedModel(
         name=name, version=version_str, config=config,
-        codec=Codec(config.inputs, config.outputs),
+        codec=Codec(config.inputs, config.outputs, name, version_str),
         scheduler=scheduler,
         device=device,
         metrics=bound,

@@ -133,9 +133,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             decoded = perf_counter_ns()
             result = await model.scheduler.run(inputs, deadline, _priority(request))
             ran = perf_counter_ns()
-            response = pb.ModelInferResponse(
-                model_name=model.name, model_version=model.version, id=request.id)
-            model.codec.encode(result.outputs, names, response)
+            response = model.codec.encode(result.outputs, names, request.id)
         except asyncio.CancelledError:  # the client cancelled or its deadline passed
             if model is not None:
                 model.stats.failure(perf_counter_ns() - start, grpc.StatusCode.CANCELLED)
