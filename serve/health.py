@@ -40,17 +40,18 @@ class ModelHealth:
         self._poll_s = poll_s
         self._accepting = False
         self._task: asyncio.Task | None = None
+        self._status: dict[str, int] = {}  # what we last set, per name
 
     async def begin(self, required: Iterable[str]) -> None:
         """Before the port opens: nothing is ready yet."""
         self.required = tuple(required)
         for name in ("", LIVENESS_SERVICE, *self.required):
-            await self.servicer.set(name, NOT_SERVING)
+            await self._set(name, NOT_SERVING, force=True)
 
     async def accepting(self) -> None:
         """The port is open: alive, though models may still be loading."""
         self._accepting = True
-        await self.servicer.set(LIVENESS_SERVICE, SERVING)
+        await self._set(LIVENESS_SERVICE, SERVING)
 
     async def follow(self) -> None:
         """Models are loaded: publish their state now and keep following it.
@@ -63,7 +64,7 @@ class ModelHealth:
 
     async def refresh(self) -> None:
         ready = {model.name for model in self.registry.loaded()}
-        known = set(self.servicer._server_status) - {"", LIVENESS_SERVICE}
+        known = set(self._status) - {"", LIVENESS_SERVICE}
         for name in ready | known | set(self.required):
             await self._set(name, SERVING if name in ready else NOT_SERVING)
         overall = self._accepting and all(name in ready for name in self.required)
@@ -78,9 +79,10 @@ class ModelHealth:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _set(self, name: str, status: int) -> None:
+    async def _set(self, name: str, status: int, force: bool = False) -> None:
         # Only on change: every set wakes the Watch streams of that name.
-        if self.servicer._server_status.get(name) != status:
+        if force or self._status.get(name) != status:
+            self._status[name] = status
             await self.servicer.set(name, status)
 
     async def _poll(self) -> None:
