@@ -43,6 +43,10 @@ class Backend(ABC):
     """One model instance on one device."""
 
     device: ClassVar[str]  # metrics label: "cpu", "gpu", "fpga", "null"
+    # May the scheduler run a short request on the event loop's own thread when the
+    # model is idle (serve/scheduler.py, "inline")? Only for backends whose run is a
+    # self-contained call that needs no other thread to finish.
+    inline_safe: ClassVar[bool] = False
 
     def __init__(self, config: "ModelConfig", instance: int = 0) -> None:
         self.config = config

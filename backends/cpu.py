@@ -27,6 +27,7 @@ class OnnxRuntimeBackend(Backend):
     """Shared by the CPU and GPU backends: one onnxruntime session per instance."""
 
     providers: tuple = ("CPUExecutionProvider",)
+    inline_safe = True
 
     def session_options(self):
         import onnxruntime as ort

@@ -20,6 +20,14 @@ The flow per request (STYLE 12) is schedule -> execute -> update:
 
 With ``admission_control=False`` the model is plain FIFO with bounds: arrival
 order, no prediction-based refusal and no expiry drop, as most servers queue.
+
+Inline fast path: when nothing is queued for the model, an instance is idle, its
+backend is ``inline_safe`` and its estimated turn is at most ``INLINE_MAX_S``,
+``run`` calls the backend on the event loop's own thread. The two thread
+hand-offs it skips (loop -> worker -> loop) cost 60-500 us per request on two busy
+cores (py-spy, benchmarks/README.md "Serving overhead"), more than such a short
+run; blocking the loop for at most ``INLINE_MAX_S`` bounds what other models'
+requests can wait for it. Nothing can queue meanwhile (only the loop queues).
 """
 from __future__ import annotations
 
@@ -39,6 +47,7 @@ from serve.errors import DeadlineExpired, Overloaded, QueueFull, ShuttingDown
 from serve.jobqueue import JobQueue, Key
 
 DEFAULT_PRIORITY = 100  # requests without a `priority` parameter; smaller runs first
+INLINE_MAX_S = 300e-6  # longest estimated turn run on the event loop (see the module docstring)
 
 
 @dataclass(slots=True)
@@ -135,6 +144,7 @@ class ModelScheduler:
         self._queued = 0  # over every device; bounded by max_queue_size
         self._seq = itertools.count()
         self._closing = False
+        self._inline_ok = any(device.instances[0].inline_safe for device in self.devices)
         self._threads = [
             threading.Thread(target=self._work, args=(device, slot, backend), daemon=True,
                              name=f"{name}-{device.name}-{slot}")
@@ -167,6 +177,10 @@ class ModelScheduler:
     async def run(self, inputs: Mapping[str, np.ndarray], deadline: float = math.inf,
                   priority: int = DEFAULT_PRIORITY) -> Result:
         """Queue one request and wait for it; if the caller is cancelled, unqueue it."""
+        if self._inline_ok:
+            claimed = self._claim_inline(deadline)
+            if claimed is not None:
+                return self._run_inline(inputs, *claimed)
         job = self._enqueue(inputs, deadline, priority)
         try:
             return await job.future
@@ -201,6 +215,39 @@ class ModelScheduler:
             self._queued += 1
             device.cv.notify()
         return job
+
+    def _claim_inline(self, deadline: float) -> tuple[_Device, int] | None:
+        """An idle instance to run on the loop's thread now, marked busy; None: queue instead."""
+        with self._lock:
+            if self._queued or self._closing:
+                return None
+            now = time.monotonic()
+            for device in self.devices:
+                service = device.estimator.estimate
+                if not device.instances[0].inline_safe or not 0 < service <= INLINE_MAX_S:
+                    continue
+                for slot, started in enumerate(device.started):
+                    if not started:
+                        if deadline != math.inf and service > (1 - RESPONSE_SLACK) * (deadline - now):
+                            raise self._refusal(device, 0, service, deadline - now)
+                        device.busy += 1
+                        device.started[slot] = now
+                        return device, slot
+        return None
+
+    def _run_inline(self, inputs: Mapping[str, np.ndarray], device: _Device, slot: int) -> Result:
+        backend = device.instances[slot]
+        start = time.perf_counter_ns()
+        try:
+            outputs = backend.run(inputs)
+            end = time.perf_counter_ns()
+            stats = backend.last_device_stats()
+        finally:
+            with self._lock:
+                device.estimator.add(time.monotonic() - device.started[slot])
+                device.busy -= 1
+                device.started[slot] = 0.0
+        return Result(outputs, 0, end - start, backend.instance, stats, device.name)
 
     def _refusal(self, device: _Device, ahead: int, finish: float, allowed: float) -> Exception:
         if allowed <= 0:

@@ -1,0 +1,129 @@
+"""The inline fast path: short runs on an idle model happen on the event loop's thread."""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from backends.base import Backend
+from serve.config import ModelConfig
+from serve.errors import DeadlineExpired, Overloaded
+from serve.scheduler import INLINE_MAX_S, ModelScheduler
+
+
+class ThreadRecorder(Backend):
+    """Records which thread ran each request; optionally holds the first run at a gate."""
+
+    device = "cpu"
+    inline_safe = True
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        super().__init__(ModelConfig(name="m"), 0)
+        self.threads: list[int] = []
+        self.gate = gate
+
+    def load(self, model_path) -> None:
+        pass
+
+    def run(self, inputs):
+        self.threads.append(threading.get_ident())
+        if self.gate is not None and len(self.threads) == 1:
+            self.gate.wait(10)
+        return {"y": np.asarray(inputs["x"]) + 1}
+
+
+def _scheduler(backend: Backend, estimate_s: float) -> ModelScheduler:
+    scheduler = ModelScheduler("m", [backend], max_queue_size=8)
+    scheduler.record_compute(0, estimate_s)
+    return scheduler
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+def test_short_request_on_idle_model_runs_on_the_loop_thread() -> None:
+    backend = ThreadRecorder()
+    scheduler = _scheduler(backend, INLINE_MAX_S / 3)
+
+    async def main():
+        result = await scheduler.run({"x": np.zeros(2)})
+        return result, threading.get_ident()
+
+    result, loop_thread = _run(main())
+    scheduler.close()
+    assert backend.threads == [loop_thread]
+    assert result.queue_ns == 0 and (result.outputs["y"] == 1).all()
+    assert scheduler.busy == 0
+
+
+def test_long_estimate_goes_to_the_worker_thread() -> None:
+    backend = ThreadRecorder()
+    scheduler = _scheduler(backend, INLINE_MAX_S * 3)
+
+    async def main():
+        await scheduler.run({"x": np.zeros(2)})
+        return threading.get_ident()
+
+    loop_thread = _run(main())
+    scheduler.close()
+    assert backend.threads and backend.threads[0] != loop_thread
+
+
+def test_backend_not_inline_safe_always_uses_its_worker() -> None:
+    backend = ThreadRecorder()
+    backend.inline_safe = False
+    scheduler = _scheduler(backend, INLINE_MAX_S / 3)
+
+    async def main():
+        await scheduler.run({"x": np.zeros(2)})
+        return threading.get_ident()
+
+    loop_thread = _run(main())
+    scheduler.close()
+    assert backend.threads[0] != loop_thread
+
+
+def test_busy_instance_means_queueing_not_a_second_concurrent_run() -> None:
+    """While a worker holds the only instance, a new request waits in the queue."""
+    gate = threading.Event()
+    backend = ThreadRecorder(gate)
+    scheduler = ModelScheduler("m", [backend], max_queue_size=8)  # no estimate: first goes to the worker
+
+    async def main():
+        first = asyncio.ensure_future(scheduler.run({"x": np.zeros(2)}))
+        while not backend.threads:
+            await asyncio.sleep(0.001)
+        scheduler.record_compute(0, INLINE_MAX_S / 3)  # now short enough to inline, but busy
+        second = asyncio.ensure_future(scheduler.run({"x": np.ones(2)}))
+        await asyncio.sleep(0.05)
+        assert not second.done() and scheduler.queue_depth == 1
+        gate.set()
+        return await first, await second, threading.get_ident()
+
+    first, second, loop_thread = _run(main())
+    scheduler.close()
+    assert (second.outputs["y"] == 2).all()
+    assert loop_thread not in backend.threads  # both ran on the worker, one after the other
+
+
+def test_inline_respects_admission_control() -> None:
+    import math
+    import time
+
+    backend = ThreadRecorder()
+    scheduler = _scheduler(backend, INLINE_MAX_S / 3)
+
+    async def main():
+        # Predicted to need more than the deadline allows: refused (or, on a slow machine,
+        # already expired), and either way never run.
+        with pytest.raises((Overloaded, DeadlineExpired)):
+            await scheduler.run({"x": np.zeros(2)}, deadline=time.monotonic() + INLINE_MAX_S / 10)
+        assert not backend.threads
+        return await scheduler.run({"x": np.zeros(2)}, deadline=math.inf)
+
+    assert (_run(main()).outputs["y"] == 1).all()
+    scheduler.close()
+    assert len(backend.threads) == 1
