@@ -43,7 +43,7 @@ import numpy as np
 
 from hw.config import HwConfig
 
-__all__ = ["TileResult", "tile_matmul", "choose_acc_exp", "block_sums", "align", "sat_add", "check_operands"]
+__all__ = ["TileResult", "tile_matmul", "choose_acc_exp", "acc_exp_rule", "block_sums", "align", "sat_add", "check_operands"]
 
 
 class TileResult(NamedTuple):
@@ -160,17 +160,30 @@ def tile_matmul(cfg: HwConfig, w_mant, w_exp, x_mant, x_exp, acc_exp: int | None
     return TileResult(acc, acc_exp, saturated, inexact.any(axis=0))
 
 
-def _choose(cfg: HwConfig, sums: np.ndarray, w_exp: np.ndarray, x_exp: np.ndarray) -> int:
+def acc_exp_rule(cfg: HwConfig, sums: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """The accumulator-exponent rule for a stack of tiles (the one place it is written).
+
+    ``sums``, ``e``: (..., n_blocks, T, cols) block sums and block product exponents;
+    returns (...) int64: the finest exponent at which no column can saturate. The
+    largest magnitude a column can reach is taken in float64 (over-estimating by
+    at most a rounding; the margin of 3 bits covers it and the rounding
+    increments), adding the blocks in order 0, 1, ... so every caller rounds alike.
+    """
     nonzero = sums != 0
-    if not nonzero.any():
-        return 0
-    e = _shifts(cfg, w_exp, x_exp, 0)  # block product exponents
-    finest = int(e[nonzero].min())
-    # The largest magnitude any column can reach, as float64 (over-estimates by at
-    # most a rounding; the margin below covers it and the rounding increments).
-    peak = float(np.ldexp(np.abs(sums).astype(np.float64), e).sum(axis=0).max())
-    needed = int(np.floor(np.log2(peak))) + 3 - cfg.acc_bits
-    return int(np.clip(max(finest, needed), cfg.acc_exp_min, cfg.acc_exp_max))
+    finest = np.where(nonzero, e, np.iinfo(np.int64).max).min(axis=(-3, -2, -1))
+    mag = np.ldexp(np.abs(sums).astype(np.float64), e)
+    peak = mag[..., 0, :, :]
+    for b in range(1, mag.shape[-3]):
+        peak = peak + mag[..., b, :, :]
+    peak = peak.max(axis=(-2, -1))
+    with np.errstate(divide="ignore"):
+        needed = np.floor(np.log2(np.where(peak > 0, peak, 1.0))).astype(np.int64) + 3 - cfg.acc_bits
+    chosen = np.clip(np.maximum(finest, needed), cfg.acc_exp_min, cfg.acc_exp_max)
+    return np.where(nonzero.any(axis=(-3, -2, -1)), chosen, 0)
+
+
+def _choose(cfg: HwConfig, sums: np.ndarray, w_exp: np.ndarray, x_exp: np.ndarray) -> int:
+    return int(acc_exp_rule(cfg, sums, _shifts(cfg, w_exp, x_exp, 0)))
 
 
 def choose_acc_exp(cfg: HwConfig, w_mant, w_exp, x_mant, x_exp) -> int:

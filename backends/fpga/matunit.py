@@ -25,27 +25,6 @@ from backends.fpga.isa import WeightTiles
 _CHUNK = 1 << 22
 
 
-def _choose_acc_exp(cfg: HwConfig, sums: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """``hw.golden``'s accumulator-exponent rule for a stack of tiles.
-
-    ``sums``, ``e``: (..., nb, T, cols) block sums and block product exponents; the
-    result has shape (...). The per-column peak adds the blocks in order 0, 1, ..., as
-    the golden model's ``sum(axis=0)`` does, so the float64 rounding is the same.
-    """
-    nonzero = sums != 0
-    big = np.iinfo(np.int64).max
-    finest = np.where(nonzero, e, big).min(axis=(-3, -2, -1))
-    mag = np.ldexp(np.abs(sums).astype(np.float64), e)
-    peak = mag[..., 0, :, :]
-    for b in range(1, mag.shape[-3]):
-        peak = peak + mag[..., b, :, :]
-    peak = peak.max(axis=(-2, -1))
-    with np.errstate(divide="ignore"):
-        needed = np.floor(np.log2(np.where(peak > 0, peak, 1.0))).astype(np.int64) + 3 - cfg.acc_bits
-    chosen = np.clip(np.maximum(finest, needed), cfg.acc_exp_min, cfg.acc_exp_max)
-    return np.where(nonzero.any(axis=(-3, -2, -1)), chosen, 0)
-
-
 def _golden_chunk(cfg: HwConfig, wm, we, xm, xe) -> np.ndarray:
     """``wm``: float64 weight mantissas (exact), the rest int64."""
     g, nk, nn = wm.shape[:3]
@@ -54,7 +33,7 @@ def _golden_chunk(cfg: HwConfig, wm, we, xm, xe) -> np.ndarray:
     ws = wm.reshape(g, nk, nn, nb, b, cols)
     sums = np.matmul(xs, ws).astype(np.int64)  # (g, nk, nn, nb, t, cols); exact, as golden.block_sums
     e = we[:, :, :, :, None, :] + xe.transpose(0, 1, 3, 2)[:, :, None, :, :, None]
-    acc_exp = _choose_acc_exp(cfg, sums, e)
+    acc_exp = golden.acc_exp_rule(cfg, sums, e)
     aligned, _, _ = golden.align(cfg, sums, e - acc_exp[..., None, None, None])
     acc = aligned[:, :, :, 0]
     for blk in range(1, nb):  # in order: saturation makes the order matter
