@@ -28,8 +28,11 @@ def _add_repo(p: argparse.ArgumentParser) -> None:
                    help="model repository directory (default $BWSERVE_REPO or ./%(default)s)")
 
 
-def _add_target(p: argparse.ArgumentParser) -> None:
+def _add_target(p: argparse.ArgumentParser, management: bool = False) -> None:
     p.add_argument("--server", default="127.0.0.1:8001", help="address of a running server (default %(default)s)")
+    if management:
+        p.add_argument("--auth-token-file", type=Path,
+                       help="the server's management token (default $BWSERVE_AUTH_TOKEN)")
 
 
 def register(sub) -> None:
@@ -84,15 +87,13 @@ def register(sub) -> None:
 
     p = sub.add_parser("list", help="list the repository's models and, if a server runs, their state")
     _add_repo(p)
-    _add_target(p)
-    p.add_argument("--auth-token-file", type=Path, help="the server's management token (default $BWSERVE_AUTH_TOKEN)")
+    _add_target(p, management=True)
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("undeploy", help="unload a model from the server and delete it from the repository")
     p.add_argument("name")
     _add_repo(p)
-    _add_target(p)
-    p.add_argument("--auth-token-file", type=Path, help="the server's management token (default $BWSERVE_AUTH_TOKEN)")
+    _add_target(p, management=True)
     p.set_defaults(func=cmd_undeploy)
 
     p = sub.add_parser("infer", help="send one request and print the outputs and the latency")
