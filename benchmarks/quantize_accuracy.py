@@ -90,11 +90,14 @@ def measure(subject: Subject, budget: float) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=0.5, help="auto's accuracy budget in points")
+    parser.add_argument("--only", help="measure only the models whose name contains this text")
     args = parser.parse_args()
     print("| model | precision | accuracy % (exact) | vs fp32 (points) | accuracy % (ORT default) "
           "| bits/weight | auto's choice |")
     print("|---|---|---|---|---|---|---|")
     for subject in SUBJECTS:
+        if args.only and args.only not in subject.name:
+            continue
         for row in measure(subject, args.budget):
             print(row)
     return 0

@@ -178,9 +178,10 @@ class ModelScheduler:
                   priority: int = DEFAULT_PRIORITY) -> Result:
         """Queue one request and wait for it; if the caller is cancelled, unqueue it."""
         if self._inline_ok:
+            submitted = time.perf_counter_ns()
             claimed = self._claim_inline(deadline)
             if claimed is not None:
-                return self._run_inline(inputs, *claimed)
+                return self._run_inline(inputs, submitted, *claimed)
         job = self._enqueue(inputs, deadline, priority)
         try:
             return await job.future
@@ -235,7 +236,7 @@ class ModelScheduler:
                         return device, slot
         return None
 
-    def _run_inline(self, inputs: Mapping[str, np.ndarray], device: _Device, slot: int) -> Result:
+    def _run_inline(self, inputs: Mapping[str, np.ndarray], submitted: int, device: _Device, slot: int) -> Result:
         backend = device.instances[slot]
         start = time.perf_counter_ns()
         try:
@@ -247,7 +248,7 @@ class ModelScheduler:
                 device.estimator.add(time.monotonic() - device.started[slot])
                 device.busy -= 1
                 device.started[slot] = 0.0
-        return Result(outputs, 0, end - start, backend.instance, stats, device.name)
+        return Result(outputs, start - submitted, end - start, backend.instance, stats, device.name)
 
     def _refusal(self, device: _Device, ahead: int, finish: float, allowed: float) -> Exception:
         if allowed <= 0:

@@ -55,7 +55,7 @@ def test_short_request_on_idle_model_runs_on_the_loop_thread() -> None:
     result, loop_thread = _run(main())
     scheduler.close()
     assert backend.threads == [loop_thread]
-    assert result.queue_ns == 0 and (result.outputs["y"] == 1).all()
+    assert (result.outputs["y"] == 1).all()
     assert scheduler.busy == 0
 
 
