@@ -1,8 +1,10 @@
 """The CPU backend: onnxruntime's CPU execution provider, set up for batch-1 latency.
 
-Session options (see benchmarks/cpu_session_options.py for the measurements):
+Session options (benchmarks/cpu_session_options.py measures the choices end to end):
 - intra-op threads: ``config.threads`` if set, else the machine's cores divided
   among the model's instances, so that N instances do not oversubscribe the CPU;
+- intra-op spinning: onnxruntime's default (on); backend option ``spinning=0``
+  turns it off;
 - no inter-op parallelism (sequential execution): at batch 1 the graph is a chain;
 - full graph optimisation, done once at load.
 """
@@ -43,6 +45,12 @@ class OnnxRuntimeBackend(Backend):
         # of ~1.5 measured on a small model); level 0 computes with the dequantised weights the
         # quantiser chose, as a narrow-precision model means.
         options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "0")
+        # Intra-op threads spin between ops by default; on a small machine they then take
+        # cores from the gRPC threads. Option spinning=0 makes them sleep instead.
+        spinning = self.config.backend_options.get("spinning", "1")
+        if spinning not in ("0", "1"):
+            raise ModelLoadFailed(f"backend option spinning={spinning!r}: expected 0 or 1")
+        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
         return options
 
     def load(self, model_path: Path) -> None:
