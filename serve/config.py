@@ -46,6 +46,8 @@ class ModelConfig:
     max_queue_size: int = 128  # requests waiting per model; beyond it UNAVAILABLE
     admission_control: bool = True  # reject at once what would miss its deadline
     warmup_runs: int = 3
+    # A run longer than this is a hung instance: its request fails, the instance is replaced.
+    hang_timeout_s: float | None = 60.0
     threads: int = 0  # intra-op threads per instance; 0 lets the backend choose
     # Per-layer narrow formats chosen by the quantiser, {initializer name: format}.
     layer_formats: dict[str, str] = field(default_factory=dict)
@@ -62,6 +64,8 @@ class ModelConfig:
             raise ValueError(f"instances must be >= 1, got {self.instances}")
         if self.max_queue_size < 1:
             raise ValueError(f"max_queue_size must be >= 1, got {self.max_queue_size}")
+        if self.hang_timeout_s is not None and self.hang_timeout_s <= 0:
+            raise ValueError(f"hang_timeout_s must be positive, got {self.hang_timeout_s}")
         if self.slo_ms is not None and self.slo_ms <= 0:
             raise ValueError(f"slo_ms must be positive, got {self.slo_ms}")
         if self.devices and (self.devices[0] != self.backend or len(set(self.devices)) != len(self.devices)):

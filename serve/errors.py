@@ -38,6 +38,10 @@ class DeadlineExpired(ServeError):
     """The request's deadline passed before it could run."""
 
 
+class InstanceHung(ServeError):
+    """A backend instance ran past its hang timeout; it is being replaced."""
+
+
 class ShuttingDown(ServeError):
     """The server is draining and accepts no new work."""
 
@@ -53,6 +57,7 @@ STATUS: dict[type[BaseException], grpc.StatusCode] = {
     QueueFull: grpc.StatusCode.UNAVAILABLE,
     DeadlineExpired: grpc.StatusCode.DEADLINE_EXCEEDED,
     ShuttingDown: grpc.StatusCode.UNAVAILABLE,
+    InstanceHung: grpc.StatusCode.INTERNAL,
 }
 
 

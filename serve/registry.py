@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from backends import get_backend
+from backends.base import Backend
 from serve.codec import Codec
 from serve.config import MODEL_FILE, ModelConfig
 from serve.datatypes import NUMPY
@@ -54,6 +55,24 @@ def warmup_inputs(config: ModelConfig) -> dict[str, np.ndarray]:
     return inputs
 
 
+def new_instance(config: ModelConfig, device: int, slot: int, model_path: Path,
+                 times: list[float] | None = None) -> Backend:
+    """Create, load and warm up one instance; warm-up times after the cold first run go to ``times``."""
+    backend = get_backend(config.backends[device])(config, slot)
+    try:
+        backend.load(model_path)
+        sample = warmup_inputs(config)
+        for run in range(config.warmup_runs):
+            started = time.perf_counter()
+            backend.run(sample)
+            if run and times is not None:  # the first run is cold: not a service time
+                times.append(time.perf_counter() - started)
+    except BaseException:
+        backend.close()
+        raise
+    return backend
+
+
 def build_model(repo: ModelRepository, name: str, version: int, metrics: Metrics) -> LoadedModel:
     """Create, load and warm up every instance of one model version. Blocking."""
     config = repo.read_config(name, version)
@@ -61,27 +80,20 @@ def build_model(repo: ModelRepository, name: str, version: int, metrics: Metrics
     devices: list[list] = []  # per device in config.backends, its instances
     warm: list[list[float]] = []  # per device, warm-up compute times: the first estimate
     try:
-        for device_name in config.backends:
-            backend_cls = get_backend(device_name)
+        for index in range(len(config.backends)):
             devices.append(instances := [])
             warm.append(times := [])
-            for i in range(config.instances):
-                backend = backend_cls(config, i)
-                instances.append(backend)
-                backend.load(model_path)
-                sample = warmup_inputs(config)
-                for run in range(config.warmup_runs):
-                    started = time.perf_counter()
-                    backend.run(sample)
-                    if run:  # the first run is cold: not a service time
-                        times.append(time.perf_counter() - started)
+            for slot in range(config.instances):
+                instances.append(new_instance(config, index, slot, model_path, times))
     except BaseException:
         for backend in (b for instances in devices for b in instances):
             backend.close()
         raise
     version_str = str(version)
     device = ",".join(instances[0].device for instances in devices)
-    scheduler = ModelScheduler(name, devices, config.max_queue_size, config.admission_control)
+    scheduler = ModelScheduler(name, devices, config.max_queue_size, config.admission_control,
+                               spawn=lambda index, slot: new_instance(config, index, slot, model_path),
+                               hang_timeout_s=config.hang_timeout_s)
     for index, times in enumerate(warm):
         for seconds in times:
             scheduler.record_compute(index, seconds)

@@ -32,20 +32,22 @@ requests can wait for it. Nothing can queue meanwhile (only the loop queues).
 from __future__ import annotations
 
 import asyncio
+import logging
 import itertools
 import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from backends.base import Backend, DeviceStats
 from serve.admission import RESPONSE_SLACK, ServiceTimeEstimator, predict_finish
-from serve.errors import DeadlineExpired, Overloaded, QueueFull, ShuttingDown
+from serve.errors import DeadlineExpired, InstanceHung, Overloaded, QueueFull, ShuttingDown
 from serve.jobqueue import JobQueue, Key
 
+log = logging.getLogger("bwserve")
 DEFAULT_PRIORITY = 100  # requests without a `priority` parameter; smaller runs first
 INLINE_MAX_S = 300e-6  # longest estimated turn run on the event loop (see the module docstring)
 
@@ -79,7 +81,7 @@ class _Device:
     Every field is read and written under the scheduler's lock.
     """
 
-    __slots__ = ("name", "instances", "queue", "estimator", "cv", "busy", "started")
+    __slots__ = ("name", "instances", "queue", "estimator", "cv", "busy", "started", "current", "generation")
 
     def __init__(self, name: str, instances: Sequence[Backend], lock: threading.Lock) -> None:
         self.name = name
@@ -89,6 +91,8 @@ class _Device:
         self.cv = threading.Condition(lock)  # one lock per model, one condition per device
         self.busy = 0  # instances running a request now
         self.started = [0.0] * len(self.instances)  # monotonic start of each instance's run; 0 idle
+        self.current: list[_Job | None] = [None] * len(self.instances)  # the job each instance runs
+        self.generation = [0] * len(self.instances)  # bumped when the watchdog retires an instance
 
     @property
     def queue_depth(self) -> int:
@@ -134,7 +138,8 @@ class ModelScheduler:
     """
 
     def __init__(self, name: str, instances: Sequence[Backend] | Sequence[Sequence[Backend]],
-                 max_queue_size: int, admission_control: bool = True) -> None:
+                 max_queue_size: int, admission_control: bool = True,
+                 spawn: Callable[[int, int], Backend] | None = None, hang_timeout_s: float | None = None) -> None:
         self.name = name
         self.max_queue_size = max_queue_size
         self.admission_control = admission_control
@@ -145,13 +150,20 @@ class ModelScheduler:
         self._seq = itertools.count()
         self._closing = False
         self._inline_ok = any(device.instances[0].inline_safe for device in self.devices)
-        self._threads = [
-            threading.Thread(target=self._work, args=(device, slot, backend), daemon=True,
-                             name=f"{name}-{device.name}-{slot}")
-            for device in self.devices for slot, backend in enumerate(device.instances)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._threads: dict[tuple[int, int], threading.Thread] = {}
+        for index, device in enumerate(self.devices):
+            for slot, backend in enumerate(device.instances):
+                self._start_worker(index, slot, backend)
+        if spawn is not None and hang_timeout_s is not None:
+            threading.Thread(target=self._watch, args=(spawn, hang_timeout_s), daemon=True,
+                             name=f"{name}-watchdog").start()
+
+    def _start_worker(self, index: int, slot: int, backend: Backend) -> None:
+        device = self.devices[index]
+        thread = threading.Thread(target=self._work, args=(device, slot, backend, device.generation[slot]),
+                                  daemon=True, name=f"{self.name}-{device.name}-{slot}")
+        self._threads[index, slot] = thread
+        thread.start()
 
     @property
     def queue_depth(self) -> int:
@@ -266,7 +278,7 @@ class ModelScheduler:
 
     # -- execute and update -----------------------------------------------
 
-    def _work(self, device: _Device, slot: int, backend: Backend) -> None:
+    def _work(self, device: _Device, slot: int, backend: Backend, generation: int) -> None:
         cv = device.cv
         while True:
             with cv:
@@ -278,12 +290,59 @@ class ModelScheduler:
                 self._queued -= 1
                 device.busy += 1
                 device.started[slot] = time.monotonic()
+                device.current[slot] = job
             ran = self._execute(backend, device.name, job)
             with cv:
+                if device.generation[slot] != generation:  # retired as hung while it ran
+                    break
                 if ran:  # the instance's whole turn, hand-offs included: what the next request waits for
                     device.estimator.add(time.monotonic() - device.started[slot])
                 device.busy -= 1
                 device.started[slot] = 0.0
+                device.current[slot] = None
+        backend.close()  # its replacement serves in this slot now; its late result was dropped
+
+    def _watch(self, spawn: Callable[[int, int], Backend], timeout: float) -> None:
+        """Retire instances whose run has lasted over ``timeout`` s and start fresh ones.
+
+        A Python thread cannot be killed, so the hung one is abandoned: its request
+        fails now with InstanceHung, a new instance (``spawn``: created, loaded,
+        warmed up) takes its slot, and the old thread exits, closing its backend,
+        if the run ever returns. The slot looks busy until the replacement is
+        ready, so nothing is routed to it meanwhile. Runs inline on the event loop
+        (short CPU runs) are outside the watchdog's reach.
+        """
+        while not self._closing:
+            time.sleep(min(1.0, timeout / 4))
+            hung = []
+            with self._lock:
+                now = time.monotonic()
+                for index, device in enumerate(self.devices):
+                    for slot, started in enumerate(device.started):
+                        if started and now - started > timeout and device.current[slot] is not None:
+                            device.generation[slot] += 1
+                            hung.append((index, slot, device.current[slot], now - started))
+                            device.current[slot] = None
+                            device.started[slot] = now  # busy until replaced
+            for index, slot, job, ran_s in hung:
+                device = self.devices[index]
+                log.error("model %s: %s instance %d hung for %.1f s; replacing it", self.name, device.name,
+                          slot, ran_s)
+                _deliver(job, None, InstanceHung(
+                    f"model '{self.name}': {device.name} instance {slot} ran for {ran_s:.1f} s, over the "
+                    f"{timeout:g} s limit; the instance is being replaced, retry"))
+                try:
+                    backend = spawn(index, slot)
+                except Exception as exc:  # the slot stays busy: one instance fewer, the rest serve
+                    log.error("model %s: cannot replace %s instance %d: %s", self.name, device.name, slot, exc)
+                    continue
+                with self._lock:
+                    device.instances[slot] = backend
+                    device.started[slot] = 0.0
+                    device.busy -= 1
+                    self.instances = [b for d in self.devices for b in d.instances]
+                    self._start_worker(index, slot, backend)
+                    device.cv.notify_all()
 
     @staticmethod
     def _execute(backend: Backend, device: str, job: _Job) -> bool:
@@ -322,9 +381,10 @@ class ModelScheduler:
             for device in self.devices:
                 device.cv.notify_all()
         deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in self._threads:
+        threads = list(self._threads.values())
+        for thread in threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        drained = not any(t.is_alive() for t in self._threads)
+        drained = not any(t.is_alive() for t in threads)
         if drained:
             for backend in self.instances:
                 backend.close()
