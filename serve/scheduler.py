@@ -37,97 +37,18 @@ import itertools
 import math
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from backends.base import Backend, DeviceStats
-from serve.admission import RESPONSE_SLACK, ServiceTimeEstimator, predict_finish
+from backends.base import Backend
+from serve.admission import RESPONSE_SLACK
 from serve.errors import DeadlineExpired, InstanceHung, Overloaded, QueueFull, ShuttingDown
-from serve.jobqueue import JobQueue, Key
+from serve.instances import Device, Job, Result, deliver, group
 
 log = logging.getLogger("bwserve")
 DEFAULT_PRIORITY = 100  # requests without a `priority` parameter; smaller runs first
 INLINE_MAX_S = 300e-6  # longest estimated turn run on the event loop (see the module docstring)
-
-
-@dataclass(slots=True)
-class Result:
-    """What a worker hands back for one request."""
-
-    outputs: dict[str, np.ndarray]
-    queue_ns: int  # from submit to the worker picking it up
-    compute_ns: int  # backend.run
-    instance: int
-    device_stats: DeviceStats | None
-    device: str = ""  # name of the device group that ran it
-
-
-@dataclass(slots=True)
-class _Job:
-    key: Key  # its place in its device's queue; unique (see serve.jobqueue)
-    deadline: float  # time.monotonic() seconds; math.inf when none or admission is off
-    inputs: Mapping[str, np.ndarray]
-    future: asyncio.Future
-    loop: asyncio.AbstractEventLoop
-    submitted_ns: int
-    device: "_Device"
-
-
-class _Device:
-    """One device's instances of a model: their queue, their state, their estimate.
-
-    Every field is read and written under the scheduler's lock.
-    """
-
-    __slots__ = ("name", "instances", "queue", "estimator", "cv", "busy", "started", "current", "generation")
-
-    def __init__(self, name: str, instances: Sequence[Backend], lock: threading.Lock) -> None:
-        self.name = name
-        self.instances = list(instances)
-        self.queue: JobQueue[_Job] = JobQueue()
-        self.estimator = ServiceTimeEstimator()
-        self.cv = threading.Condition(lock)  # one lock per model, one condition per device
-        self.busy = 0  # instances running a request now
-        self.started = [0.0] * len(self.instances)  # monotonic start of each instance's run; 0 idle
-        self.current: list[_Job | None] = [None] * len(self.instances)  # the job each instance runs
-        self.generation = [0] * len(self.instances)  # bumped when the watchdog retires an instance
-
-    @property
-    def queue_depth(self) -> int:
-        return len(self.queue)
-
-    def predict(self, ahead: int, now: float) -> float:
-        """Seconds until a request with ``ahead`` requests before it would finish here."""
-        service = self.estimator.estimate
-        remaining = 0.0
-        for started in self.started:
-            if started:
-                remaining += max(0.0, service - (now - started))
-        return predict_finish(service, ahead, len(self.instances), len(self.instances) - self.busy, remaining)
-
-
-def _resolve(future: asyncio.Future, result: Result | None, error: BaseException | None) -> None:
-    if future.done():  # cancelled by the client meanwhile
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
-
-
-def _deliver(job: "_Job", result: Result | None, error: BaseException | None) -> None:
-    try:
-        job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
-    except RuntimeError:  # its event loop is closed: nobody is waiting any more
-        pass
-
-
-def _group(instances: Sequence[Backend] | Sequence[Sequence[Backend]]) -> list[list[Backend]]:
-    if instances and isinstance(instances[0], Backend):
-        return [list(instances)]  # type: ignore[arg-type]
-    return [list(group) for group in instances]  # type: ignore[arg-type]
 
 
 class ModelScheduler:
@@ -144,7 +65,7 @@ class ModelScheduler:
         self.max_queue_size = max_queue_size
         self.admission_control = admission_control
         self._lock = threading.Lock()
-        self.devices = [_Device(group[0].device, group, self._lock) for group in _group(instances)]
+        self.devices = [Device(group[0].device, group, self._lock) for group in group(instances)]
         self.instances = [b for device in self.devices for b in device.instances]
         self._queued = 0  # over every device; bounded by max_queue_size
         self._seq = itertools.count()
@@ -201,7 +122,7 @@ class ModelScheduler:
             self._withdraw(job)
             raise
 
-    def _enqueue(self, inputs: Mapping[str, np.ndarray], deadline: float, priority: int) -> _Job:
+    def _enqueue(self, inputs: Mapping[str, np.ndarray], deadline: float, priority: int) -> Job:
         loop = asyncio.get_running_loop()
         seq = next(self._seq)
         if self.admission_control:
@@ -223,13 +144,13 @@ class ModelScheduler:
                     device, ahead, finish = candidate, position, predicted
             if deadline != math.inf and finish > (1 - RESPONSE_SLACK) * (deadline - now):
                 raise self._refusal(device, ahead, finish, deadline - now)
-            job = _Job(key, deadline, inputs, loop.create_future(), loop, time.perf_counter_ns(), device)
+            job = Job(key, deadline, inputs, loop.create_future(), loop, time.perf_counter_ns(), device)
             device.queue.insert(key, job, ahead)
             self._queued += 1
             device.cv.notify()
         return job
 
-    def _claim_inline(self, deadline: float) -> tuple[_Device, int] | None:
+    def _claim_inline(self, deadline: float) -> tuple[Device, int] | None:
         """An idle instance to run on the loop's thread now, marked busy; None: queue instead."""
         with self._lock:
             if self._queued or self._closing:
@@ -248,7 +169,7 @@ class ModelScheduler:
                         return device, slot
         return None
 
-    def _run_inline(self, inputs: Mapping[str, np.ndarray], submitted: int, device: _Device, slot: int) -> Result:
+    def _run_inline(self, inputs: Mapping[str, np.ndarray], submitted: int, device: Device, slot: int) -> Result:
         backend = device.instances[slot]
         start = time.perf_counter_ns()
         try:
@@ -262,7 +183,7 @@ class ModelScheduler:
                 device.started[slot] = 0.0
         return Result(outputs, start - submitted, end - start, backend.instance, stats, device.name)
 
-    def _refusal(self, device: _Device, ahead: int, finish: float, allowed: float) -> Exception:
+    def _refusal(self, device: Device, ahead: int, finish: float, allowed: float) -> Exception:
         if allowed <= 0:
             return DeadlineExpired(f"deadline already passed {-allowed * 1e3:.2f} ms before queueing; not run")
         return Overloaded(
@@ -271,14 +192,14 @@ class ModelScheduler:
             f"instance(s)); the deadline allows {allowed * 1e3:.2f} ms, "
             f"{(1 - RESPONSE_SLACK) * allowed * 1e3:.2f} ms of it for queue and run")
 
-    def _withdraw(self, job: _Job) -> None:
+    def _withdraw(self, job: Job) -> None:
         with self._lock:
             if job.device.queue.remove(job.key) is not None:
                 self._queued -= 1
 
     # -- execute and update -----------------------------------------------
 
-    def _work(self, device: _Device, slot: int, backend: Backend, generation: int) -> None:
+    def _work(self, device: Device, slot: int, backend: Backend, generation: int) -> None:
         cv = device.cv
         while True:
             with cv:
@@ -328,7 +249,7 @@ class ModelScheduler:
                 device = self.devices[index]
                 log.error("model %s: %s instance %d hung for %.1f s; replacing it", self.name, device.name,
                           slot, ran_s)
-                _deliver(job, None, InstanceHung(
+                deliver(job, None, InstanceHung(
                     f"model '{self.name}': {device.name} instance {slot} ran for {ran_s:.1f} s, over the "
                     f"{timeout:g} s limit; the instance is being replaced, retry"))
                 try:
@@ -345,7 +266,7 @@ class ModelScheduler:
                     device.cv.notify_all()
 
     @staticmethod
-    def _execute(backend: Backend, device: str, job: _Job) -> bool:
+    def _execute(backend: Backend, device: str, job: Job) -> bool:
         """Run one job; False if it did not run (cancelled, expired, failed)."""
         if job.future.cancelled():  # the client went away while it waited: never run it
             return False
@@ -353,17 +274,17 @@ class ModelScheduler:
         if time.monotonic() > job.deadline:
             late = DeadlineExpired(
                 f"deadline passed after {(start - job.submitted_ns) / 1e6:.2f} ms in the queue; not run")
-            _deliver(job, None, late)
+            deliver(job, None, late)
             return False
         try:
             outputs = backend.run(job.inputs)
         except BaseException as exc:  # reported to the one client; the instance keeps serving
-            _deliver(job, None, exc)
+            deliver(job, None, exc)
             return False
         end = time.perf_counter_ns()
         result = Result(outputs, start - job.submitted_ns, end - start, backend.instance,
                         backend.last_device_stats(), device)
-        _deliver(job, result, None)
+        deliver(job, result, None)
         return True
 
     def record_compute(self, device: int, seconds: float) -> None:
