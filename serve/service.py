@@ -13,7 +13,7 @@ import serve
 from protos import inference_pb2 as pb
 from protos import inference_pb2_grpc as pb_grpc
 from serve.datatypes import TRITON_ENUM
-from serve.errors import (DeadlineExpired, ModelNotFound, Overloaded, QueueFull, ServeError,
+from serve.errors import (DeadlineExpired, InvalidInput, ModelNotFound, Overloaded, QueueFull, ServeError,
                           status_of)
 from serve.registry import LoadedModel, ModelRegistry
 from serve.scheduler import DEFAULT_PRIORITY
@@ -158,6 +158,10 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     async def RepositoryModelLoad(self, request, context):
         try:
+            if request.parameters:  # Triton's config override and file uploads
+                raise InvalidInput(
+                    f"RepositoryModelLoad parameters are not supported ({', '.join(sorted(request.parameters))}): "
+                    "write the model into the repository with `serve deploy`, then load it by name")
             await self.registry.load(request.model_name)
         except Exception as exc:
             return await self._fail(context, exc)

@@ -180,3 +180,12 @@ def test_health_and_reflection(fresh) -> None:
         replies = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(
             file_containing_symbol="inference.GRPCInferenceService")]))
         assert next(replies).file_descriptor_response.file_descriptor_proto
+
+
+def test_model_uploads_and_config_overrides_are_refused_not_ignored(fresh) -> None:
+    _, _, client = fresh
+    with pytest.raises(grpcclient.InferenceServerException) as info:
+        client.load_model("digits", files={"file:1/model.onnx": b"\x08\x07not a model"})
+    assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "not supported" in info.value.message() and "file:1/model.onnx" in info.value.message()
+    assert _digits_ok(client), "the served version is untouched"
