@@ -156,3 +156,17 @@ def assert_all_on(result: dict, replicas: Replicas, host: str) -> None:
     assert result["served"][replicas.address(host)] >= result["ok"], result
     others = [result["served"][replicas.address(h)] for h in REPLICAS if h != host]
     assert all(n in (None, 0) for n in others), result
+
+
+def spread_then_kill9(driver, replicas: Replicas, load: dict) -> None:
+    """The shared scenario: load spreads over both replicas; kill -9 of r1 mid-load costs
+    the client nothing and r2 takes all of it."""
+    driver.call(**load, seconds=1)  # both connections up before the share is judged
+    assert_spread(driver.call(**load, seconds=3), replicas)
+    driver.send(**load, seconds=5)
+    time.sleep(1.5)  # mid-load
+    replicas.kill9("r1")
+    during = driver.recv()
+    assert during["errors"] == {} and during["ok"] > 0, during
+    assert_all_on(driver.call(**load, seconds=2), replicas, "r2")
+

