@@ -109,14 +109,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     # -- inference --------------------------------------------------------
 
     async def ModelInfer(self, request, context):
-        metrics = self.metrics
-        metrics.inflight += 1  # read by the metrics collector at scrape time
-        try:
-            return await self._infer(request, context)
-        finally:
-            metrics.inflight -= 1
-
-    async def _infer(self, request, context):
+        self.metrics.inflight += 1  # read by the metrics collector at scrape time
         start = perf_counter_ns()
         model: LoadedModel | None = None
         try:
@@ -145,8 +138,11 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             else:  # no model resolved (unknown, not ready): counted without model labels
                 self.metrics.unknown_model[code].inc()
             return await self._fail(context, exc)
-        model.stats.success(start, decoded, ran, perf_counter_ns(), result)
-        return response
+        else:
+            model.stats.success(start, decoded, ran, perf_counter_ns(), result)
+            return response
+        finally:
+            self.metrics.inflight -= 1
 
     # -- model repository -------------------------------------------------
 
