@@ -36,15 +36,20 @@ def _start(repo: Path) -> tuple[subprocess.Popen, str]:
     raise AssertionError(f"server exited ({proc.wait()}) before serving")
 
 
-def test_sigterm_drains_in_flight_requests_then_exits(tmp_path: Path) -> None:
+def _serve_slow_model(tmp_path: Path, sleep_ms: float):
+    """`serve start` on a model whose every run sleeps ``sleep_ms``; (process, address, request)."""
     source = tmp_path / "src.onnx"
     onnx.save(two_output_model(), source)
-    prepared = prepare([source], name="slow", backend="null", backend_options={"sleep_ms": str(SLEEP_MS)})
+    prepared = prepare([source], name="slow", backend="null", backend_options={"sleep_ms": str(sleep_ms)})
     ModelRepository(tmp_path / "repo").add(prepared.config.replace(warmup_runs=0), prepared.model_bytes)
     proc, address = _start(tmp_path / "repo")
+    x = np.ones((1, 4), np.float32)
+    return proc, address, build_request("slow", {"a": x, "b": x})
+
+
+def test_sigterm_drains_in_flight_requests_then_exits(tmp_path: Path) -> None:
+    proc, address, request = _serve_slow_model(tmp_path, SLEEP_MS)
     try:
-        x = np.ones((1, 4), np.float32)
-        request = build_request("slow", {"a": x, "b": x})
         with grpc.insecure_channel(address) as channel:
             stub = pb_grpc.GRPCInferenceServiceStub(channel)
             stub.ModelInfer(request, timeout=30)  # connected and served once
@@ -64,14 +69,8 @@ def test_sigterm_drains_in_flight_requests_then_exits(tmp_path: Path) -> None:
 
 
 def test_after_sigterm_new_requests_are_refused_not_queued(tmp_path: Path) -> None:
-    source = tmp_path / "src.onnx"
-    onnx.save(two_output_model(), source)
-    prepared = prepare([source], name="slow", backend="null", backend_options={"sleep_ms": "1000"})
-    ModelRepository(tmp_path / "repo").add(prepared.config.replace(warmup_runs=0), prepared.model_bytes)
-    proc, address = _start(tmp_path / "repo")
+    proc, address, request = _serve_slow_model(tmp_path, 1000)
     try:
-        x = np.ones((1, 4), np.float32)
-        request = build_request("slow", {"a": x, "b": x})
         with grpc.insecure_channel(address) as channel:
             stub = pb_grpc.GRPCInferenceServiceStub(channel)
             running = stub.ModelInfer.future(request, timeout=30)
