@@ -48,13 +48,15 @@ class Device:
     Every field is read and written under the scheduler's lock.
     """
 
-    __slots__ = ("name", "instances", "queue", "estimator", "cv", "busy", "started", "current", "generation")
+    __slots__ = ("name", "instances", "queue", "estimator", "run_time", "cv", "busy", "started", "current",
+                 "generation")
 
     def __init__(self, name: str, instances: Sequence[Backend], lock: threading.Lock) -> None:
         self.name = name
         self.instances = list(instances)
         self.queue: JobQueue[Job] = JobQueue()
-        self.estimator = ServiceTimeEstimator()
+        self.estimator = ServiceTimeEstimator()  # an instance's whole turn: what admission predicts with
+        self.run_time = ServiceTimeEstimator(quantile=0.5)  # the median backend.run alone: what inlining asks
         self.cv = threading.Condition(lock)  # one lock per model, one condition per device
         self.busy = 0  # instances running a request now
         self.started = [0.0] * len(self.instances)  # monotonic start of each instance's run; 0 idle

@@ -21,13 +21,18 @@ The flow per request (STYLE 12) is schedule -> execute -> update:
 With ``admission_control=False`` the model is plain FIFO with bounds: arrival
 order, no prediction-based refusal and no expiry drop, as most servers queue.
 
-Inline fast path: when nothing is queued for the model, an instance is idle, its
-backend is ``inline_safe`` and its estimated turn is at most ``INLINE_MAX_S``,
-``run`` calls the backend on the event loop's own thread. The two thread
-hand-offs it skips (loop -> worker -> loop) cost 60-500 us per request on two busy
-cores (py-spy, benchmarks/README.md "Serving overhead"), more than such a short
-run; blocking the loop for at most ``INLINE_MAX_S`` bounds what other models'
-requests can wait for it. Nothing can queue meanwhile (only the loop queues).
+Inline fast path: when nothing is queued for the model, its backend is
+``inline_safe`` (the CPU backend) and its device has a single instance, which is
+idle, and the median ``backend.run`` there is at most ``INLINE_MAX_S``, ``run``
+calls the backend on the event loop's own thread, as the obvious server does. The
+two thread hand-offs it skips (loop -> worker -> loop) cost 60-500 us per request
+on two busy cores (py-spy, benchmarks/README.md "Serving overhead"), more than
+such a short run. Only single-instance devices qualify: with the loop blocked
+nothing else can start, so several instances would run one at a time. The
+decision reads the run alone, not the instance's whole turn: a turn through a
+worker includes the hand-offs, and judging by it kept a model that once left the
+loop on the slow path for good (measured under load: p50 1.43-1.57x the obvious
+server's, 1.02-1.19x with the run alone).
 """
 from __future__ import annotations
 
@@ -48,7 +53,9 @@ from serve.instances import Device, Job, Result, deliver, group
 
 log = logging.getLogger("bwserve")
 DEFAULT_PRIORITY = 100  # requests without a `priority` parameter; smaller runs first
-INLINE_MAX_S = 300e-6  # longest estimated turn run on the event loop (see the module docstring)
+# Longest median run made on the event loop (see the module docstring): what other
+# models' requests may wait for, against the 60-500 us of hand-offs it saves.
+INLINE_MAX_S = 1e-3
 
 
 class ModelScheduler:
@@ -70,7 +77,7 @@ class ModelScheduler:
         self._queued = 0  # over every device; bounded by max_queue_size
         self._seq = itertools.count()
         self._closing = False
-        self._inline_ok = any(device.instances[0].inline_safe for device in self.devices)
+        self._inline_ok = any(self._inlines(device) for device in self.devices)
         self._threads: dict[tuple[int, int], threading.Thread] = {}
         for index, device in enumerate(self.devices):
             for slot, backend in enumerate(device.instances):
@@ -78,6 +85,10 @@ class ModelScheduler:
         if spawn is not None and hang_timeout_s is not None:
             threading.Thread(target=self._watch, args=(spawn, hang_timeout_s), daemon=True,
                              name=f"{name}-watchdog").start()
+
+    @staticmethod
+    def _inlines(device: Device) -> bool:
+        return device.instances[0].inline_safe and len(device.instances) == 1
 
     def _start_worker(self, index: int, slot: int, backend: Backend) -> None:
         device = self.devices[index]
@@ -157,16 +168,14 @@ class ModelScheduler:
                 return None
             now = time.monotonic()
             for device in self.devices:
-                service = device.estimator.estimate
-                if not device.instances[0].inline_safe or not 0 < service <= INLINE_MAX_S:
+                if device.busy or not 0 < device.run_time.estimate <= INLINE_MAX_S or not self._inlines(device):
                     continue
-                for slot, started in enumerate(device.started):
-                    if not started:
-                        if deadline != math.inf and service > (1 - RESPONSE_SLACK) * (deadline - now):
-                            raise self._refusal(device, 0, service, deadline - now)
-                        device.busy += 1
-                        device.started[slot] = now
-                        return device, slot
+                service = device.estimator.estimate
+                if deadline != math.inf and service > (1 - RESPONSE_SLACK) * (deadline - now):
+                    raise self._refusal(device, 0, service, deadline - now)
+                device.busy = 1
+                device.started[0] = now
+                return device, 0
         return None
 
     def _run_inline(self, inputs: Mapping[str, np.ndarray], submitted: int, device: Device, slot: int) -> Result:
@@ -179,6 +188,7 @@ class ModelScheduler:
         finally:
             with self._lock:
                 device.estimator.add(time.monotonic() - device.started[slot])
+                device.run_time.add((time.perf_counter_ns() - start) / 1e9)
                 device.busy -= 1
                 device.started[slot] = 0.0
         return Result(outputs, start - submitted, end - start, backend.instance, stats, device.name)
@@ -212,12 +222,13 @@ class ModelScheduler:
                 device.busy += 1
                 device.started[slot] = time.monotonic()
                 device.current[slot] = job
-            ran = self._execute(backend, device.name, job)
+            run_s = self._execute(backend, device.name, job)
             with cv:
                 if device.generation[slot] != generation:  # retired as hung while it ran
                     break
-                if ran:  # the instance's whole turn, hand-offs included: what the next request waits for
+                if run_s is not None:  # the instance's whole turn, hand-offs included: what the next waits for
                     device.estimator.add(time.monotonic() - device.started[slot])
+                    device.run_time.add(run_s)
                 device.busy -= 1
                 device.started[slot] = 0.0
                 device.current[slot] = None
@@ -266,31 +277,32 @@ class ModelScheduler:
                     device.cv.notify_all()
 
     @staticmethod
-    def _execute(backend: Backend, device: str, job: Job) -> bool:
-        """Run one job; False if it did not run (cancelled, expired, failed)."""
+    def _execute(backend: Backend, device: str, job: Job) -> float | None:
+        """Run one job; its ``backend.run`` seconds, None if it did not run (cancelled, expired, failed)."""
         if job.future.cancelled():  # the client went away while it waited: never run it
-            return False
+            return None
         start = time.perf_counter_ns()
         if time.monotonic() > job.deadline:
             late = DeadlineExpired(
                 f"deadline passed after {(start - job.submitted_ns) / 1e6:.2f} ms in the queue; not run")
             deliver(job, None, late)
-            return False
+            return None
         try:
             outputs = backend.run(job.inputs)
         except BaseException as exc:  # reported to the one client; the instance keeps serving
             deliver(job, None, exc)
-            return False
+            return None
         end = time.perf_counter_ns()
         result = Result(outputs, start - job.submitted_ns, end - start, backend.instance,
                         backend.last_device_stats(), device)
         deliver(job, result, None)
-        return True
+        return (end - start) / 1e9
 
     def record_compute(self, device: int, seconds: float) -> None:
         """Feed a compute time measured outside serving (warm-up) to a device's estimate."""
         with self._lock:
             self.devices[device].estimator.add(seconds)
+            self.devices[device].run_time.add(seconds)
 
     def close(self, timeout: float | None = None) -> bool:
         """Stop accepting, let the workers finish what is queued, join them. Blocking.

@@ -127,3 +127,58 @@ def test_inline_respects_admission_control() -> None:
     assert (_run(main()).outputs["y"] == 1).all()
     scheduler.close()
     assert len(backend.threads) == 1
+
+
+def _ran_on_loop(scheduler: ModelScheduler, backend: ThreadRecorder) -> bool:
+    async def main():
+        await scheduler.run({"x": np.zeros(2)})
+        return threading.get_ident()
+
+    loop_thread = _run(main())
+    return backend.threads[-1] == loop_thread
+
+
+def test_decision_reads_the_run_not_the_turn_with_its_hand_offs() -> None:
+    """A turn through a worker includes the thread hand-offs; a short run still comes back inline."""
+    backend = ThreadRecorder()
+    scheduler = _scheduler(backend, INLINE_MAX_S / 3)
+    for _ in range(20):  # turns slowed by hand-offs on a busy machine: the admission estimate
+        scheduler.devices[0].estimator.add(INLINE_MAX_S * 3)
+    try:
+        assert scheduler.devices[0].estimator.estimate > INLINE_MAX_S
+        assert _ran_on_loop(scheduler, backend)
+    finally:
+        scheduler.close()
+
+
+def test_decision_follows_the_median_run() -> None:
+    backend = ThreadRecorder()
+    scheduler = _scheduler(backend, INLINE_MAX_S / 3)
+    try:
+        for _ in range(20):
+            scheduler.record_compute(0, INLINE_MAX_S * 3)
+        assert not _ran_on_loop(scheduler, backend)
+        for _ in range(40):
+            scheduler.record_compute(0, INLINE_MAX_S / 3)
+        assert _ran_on_loop(scheduler, backend)
+    finally:
+        scheduler.close()
+
+
+def test_several_instances_run_on_their_workers_in_parallel() -> None:
+    """Inline would run them one at a time on the loop: a multi-instance model never inlines."""
+    backends = [ThreadRecorder(), ThreadRecorder()]
+    scheduler = ModelScheduler("m", backends, max_queue_size=8)
+    scheduler.record_compute(0, INLINE_MAX_S / 3)
+
+    async def main():
+        for _ in range(4):
+            await scheduler.run({"x": np.zeros(2)})
+        return threading.get_ident()
+
+    try:
+        loop_thread = _run(main())
+    finally:
+        scheduler.close()
+    ran = [t for b in backends for t in b.threads]
+    assert len(ran) == 4 and loop_thread not in ran
