@@ -4,7 +4,9 @@ A version directory is immutable once it exists. ``add`` writes the files into a
 hidden temp directory beside the versions, fsyncs them and renames the directory
 into place, so a crash mid-deploy leaves at most a ``.tmp-*`` directory that
 ``versions`` never lists: the server loads the old version or the new one, never
-half of one.
+half of one. Temp directories carry their writer's process id, so that the next
+``add`` or ``remove`` deletes those whose writer died (kill -9) and never one still
+being written (tests/hardening/test_deploy_kill9.py kills a real deploy).
 """
 from __future__ import annotations
 
@@ -27,6 +29,32 @@ def check_name(name: str) -> str:
             f"invalid model name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
             "starting with a letter or digit")
     return name
+
+
+def _scratch(kind: str, parent: Path, label: str = "") -> Path:
+    """A new hidden directory ``.<kind>-<pid>-<label>...`` in ``parent``, for this process to fill."""
+    return Path(tempfile.mkdtemp(prefix=f".{kind}-{os.getpid()}-{label}", dir=parent))
+
+
+def _writer_died(entry: Path) -> bool:
+    """Whether a scratch directory's writer process is gone (never guessed for foreign names)."""
+    parts = entry.name.split("-", 2)
+    if len(parts) < 3 or parts[0] not in (".tmp", ".rm") or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, someone else's
+        return False
+    return False
+
+
+def remove_stale(parent: Path) -> None:
+    """Delete the scratch directories in ``parent`` left by writers that died mid-write."""
+    for entry in parent.iterdir():
+        if entry.name.startswith(".") and _writer_died(entry):
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -68,7 +96,8 @@ class ModelRepository:
         """Write a new version of ``config.name`` atomically; return its number."""
         model_dir = self.root / check_name(config.name)
         model_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=model_dir))
+        remove_stale(model_dir)
+        tmp = _scratch("tmp", model_dir)
         try:
             for file_name, data in ((MODEL_FILE, model_bytes), (CONFIG_FILE, config.dumps().encode())):
                 with open(tmp / file_name, "wb") as f:
@@ -76,8 +105,11 @@ class ModelRepository:
                     f.flush()
                     os.fsync(f.fileno())
             os.chmod(tmp, 0o755)
+            _fsync_dir(tmp)  # its entries reach the disk before the rename publishes them
             while True:
-                version = max(self.versions(config.name), default=0) + 1
+                # Past every numbered directory, complete or not: a partial one (a removal
+                # killed midway) would make the rename below fail for the same number forever.
+                version = max((int(p.name) for p in model_dir.iterdir() if p.name.isdigit()), default=0) + 1
                 try:
                     os.rename(tmp, model_dir / str(version))  # atomic; fails if taken meanwhile
                     break
@@ -96,6 +128,7 @@ class ModelRepository:
         if not model_dir.is_dir():
             raise ModelNotFound(f"no model '{name}' in {self.root}")
         # Rename first so a concurrent reader never sees a half-deleted model.
-        doomed = Path(tempfile.mkdtemp(prefix=f".rm-{name}-", dir=self.root))
+        remove_stale(self.root)
+        doomed = _scratch("rm", self.root, f"{name}-")
         os.rename(model_dir, doomed / name)
         shutil.rmtree(doomed, ignore_errors=True)
