@@ -13,6 +13,7 @@ import sys
 # Modules contributing subcommands, in the order ``serve --help`` lists them.
 COMMAND_MODULES = (
     "serve.commands",
+    "serve.client_commands",
     "models.convert.cli",
     "models.quantize.cli",
 )
@@ -25,13 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue  # that part of the toolchain is not built yet
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

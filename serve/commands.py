@@ -1,13 +1,12 @@
-"""``serve deploy | start | list | undeploy | infer | bench``."""
+"""``serve deploy | start``: commands that write the repository and run a server."""
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
-DEFAULT_REPO = Path(os.environ.get("BWSERVE_REPO", "model_repository"))
+from serve.client_commands import DEFAULT_REPO, add_repo, add_target, client_for
 
 
 def _add_server_args(p: argparse.ArgumentParser) -> None:
@@ -21,18 +20,6 @@ def _add_server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auth-token-file", type=Path,
                    help="file holding the bearer token that model management RPCs must carry "
                         "(default: $BWSERVE_AUTH_TOKEN; none: management is open on loopback only)")
-
-
-def _add_repo(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--repo", type=Path, default=DEFAULT_REPO,
-                   help="model repository directory (default $BWSERVE_REPO or ./%(default)s)")
-
-
-def _add_target(p: argparse.ArgumentParser, management: bool = False) -> None:
-    p.add_argument("--server", default="127.0.0.1:8001", help="address of a running server (default %(default)s)")
-    if management:
-        p.add_argument("--auth-token-file", type=Path,
-                       help="the server's management token (default $BWSERVE_AUTH_TOKEN)")
 
 
 def register(sub) -> None:
@@ -57,8 +44,8 @@ def register(sub) -> None:
     p.add_argument("--slo-ms", type=float, help="deadline for requests that carry none")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="backend option, e.g. sleep_ms=1 for the null backend (repeatable)")
-    _add_repo(p)
-    _add_target(p)
+    add_repo(p)
+    add_target(p)
     _add_server_args(p)
     p.set_defaults(func=cmd_deploy)
 
@@ -84,49 +71,6 @@ def register(sub) -> None:
                         "balancers move away before new RPCs are refused (default %(default)s)")
     _add_server_args(p)
     p.set_defaults(func=cmd_start)
-
-    p = sub.add_parser("list", help="list the repository's models and, if a server runs, their state")
-    _add_repo(p)
-    _add_target(p, management=True)
-    p.set_defaults(func=cmd_list)
-
-    p = sub.add_parser("undeploy", help="unload a model from the server and delete it from the repository")
-    p.add_argument("name")
-    _add_repo(p)
-    _add_target(p, management=True)
-    p.set_defaults(func=cmd_undeploy)
-
-    p = sub.add_parser("infer", help="send one request and print the outputs and the latency")
-    p.add_argument("name")
-    p.add_argument("--version", default="")
-    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
-                   help="input tensor from a .npy file (default: random data of the model's shape)")
-    p.add_argument("--seed", type=int, default=0)
-    _add_target(p)
-    p.set_defaults(func=cmd_infer)
-
-    p = sub.add_parser("bench", help="batch-1 load over gRPC; prints latency percentiles and throughput")
-    p.add_argument("name")
-    p.add_argument("--concurrency", type=int, default=1, help="requests in flight, closed loop (default %(default)s)")
-    p.add_argument("--rate", type=float, help="open loop instead: Poisson arrivals per second")
-    p.add_argument("--requests", type=int, default=2000, help="at most this many requests (default %(default)s)")
-    p.add_argument("--duration", type=float, default=30.0, help="at most this many seconds (default %(default)s)")
-    p.add_argument("--timeout-ms", type=float, help="gRPC deadline per request")
-    p.add_argument("--authority", help="HTTP/2 :authority to send, e.g. an ingress's host name when --server is "
-                                       "its address (grpc.default_authority)")
-    p.add_argument("--health-check", action="store_true",
-                   help="skip replicas whose grpc.health.v1 says NOT_SERVING; only when --server resolves to the "
-                        "replicas themselves (dns:///headless-service:8001), never through a proxy")
-    _add_target(p)
-    p.set_defaults(func=cmd_bench)
-
-
-def _client(args):
-    """A client carrying the management token (--auth-token-file or $BWSERVE_AUTH_TOKEN)."""
-    from serve.auth import read_token
-    from serve.client import Client
-
-    return Client(args.server, token=read_token(getattr(args, "auth_token_file", None)))
 
 
 def _console():
@@ -181,7 +125,7 @@ def cmd_deploy(args) -> int:
     from backends import BackendUnavailable, ModelLoadFailed
 
     console = _console()
-    client = _client(args)
+    client = client_for(args)
     remote = client.live()
     try:
         with console.status("preparing model") as status:
@@ -247,107 +191,3 @@ def _start_model_dir(args) -> int:
     finally:
         if served.temporary:
             shutil.rmtree(served.repo, ignore_errors=True)
-
-
-def cmd_list(args) -> int:
-    from rich.table import Table
-
-    from serve.repository import ModelRepository
-
-    repo = ModelRepository(args.repo)
-    states = {}
-    client = _client(args)
-    if client.live():
-        states = {(m.name, m.version): (m.state, m.reason) for m in client.index()}
-    table = Table("model", "version", "backend", "precision", "inputs", "state")
-    for name in repo.models():
-        for version in repo.versions(name):
-            config = repo.read_config(name, version)
-            inputs = ", ".join(f"{t.name} {t.datatype}{list(t.shape)}" for t in config.inputs)
-            state, reason = states.get((name, str(version)), ("not served", ""))
-            table.add_row(name, str(version), config.backend, config.precision, inputs,
-                          state + (f" ({reason})" if reason else ""))
-    from rich.console import Console
-
-    Console().print(table)
-    return 0
-
-
-def cmd_undeploy(args) -> int:
-    import grpc
-
-    from serve.errors import ServeError
-    from serve.repository import ModelRepository
-
-    client = _client(args)
-    if client.live():
-        try:
-            client.unload(args.name)
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.NOT_FOUND:
-                print(f"server refused: {exc.details()}", file=sys.stderr)
-                return 1
-    try:
-        ModelRepository(args.repo).remove(args.name)
-    except ServeError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    print(f"removed {args.name}")
-    return 0
-
-
-def cmd_infer(args) -> int:
-    import time
-
-    import grpc
-    import numpy as np
-
-    from serve.client import Client, random_inputs
-
-    with Client(args.server) as client:
-        try:
-            metadata = client.metadata(args.name, args.version)
-            inputs = random_inputs(metadata, args.seed)
-            for pair in args.input:
-                name, _, path = pair.partition("=")
-                inputs[name] = np.load(path)
-            start = time.perf_counter()
-            outputs = client.infer(args.name, inputs, args.version)
-            elapsed = time.perf_counter() - start
-        except grpc.RpcError as exc:
-            print(f"{exc.code().name}: {exc.details()}", file=sys.stderr)
-            return 1
-    np.set_printoptions(precision=4, suppress=True, linewidth=120)
-    for name, array in outputs.items():
-        print(f"{name} {array.dtype}{list(array.shape)}:\n{array}")
-    print(f"latency {elapsed * 1e3:.3f} ms (first request on a new connection)")
-    return 0
-
-
-def cmd_bench(args) -> int:
-    import grpc
-
-    from protos import inference_pb2 as pb
-    from protos import inference_pb2_grpc as pb_grpc
-    from serve.bench import run_load
-    from serve.client import build_request, channel_options, random_inputs
-
-    # --server may be any gRPC target: host:port, dns:///name:port (round_robin over
-    # every address), or an ingress's address with --authority naming the host.
-    options = channel_options(args.authority, args.health_check)
-    with grpc.insecure_channel(args.server, options=options) as channel:
-        try:
-            metadata = pb_grpc.GRPCInferenceServiceStub(channel).ModelMetadata(
-                pb.ModelMetadataRequest(name=args.name), timeout=30)
-            request = build_request(args.name, random_inputs(metadata))
-        except grpc.RpcError as exc:
-            print(f"{exc.code().name}: {exc.details()}", file=sys.stderr)
-            return 1
-    mode = f"rate {args.rate}/s (open loop)" if args.rate else f"concurrency {args.concurrency}"
-    print(f"bench {args.name} at {args.server}: {mode}, up to {args.requests} requests / {args.duration:g} s")
-    result = run_load(args.server, request, concurrency=args.concurrency, requests=args.requests,
-                      duration=args.duration, rate=args.rate,
-                      timeout=args.timeout_ms / 1e3 if args.timeout_ms else None, authority=args.authority,
-                      health_check=args.health_check)
-    print(result.format())
-    return 0
