@@ -63,6 +63,15 @@ class Backend(ABC):
     def close(self) -> None:
         """Release the device's resources. Default: nothing to release."""
 
+    def cancel(self) -> None:
+        """Make the run in progress stop soon, with an error, where the device can.
+
+        Called from another thread by the hang watchdog (serve/scheduler.py) for a
+        run past the model's hang timeout; the instance is retired afterwards and
+        never runs again, so nothing needs resetting. Default: nothing, the run
+        goes on to its end.
+        """
+
     def last_device_stats(self) -> DeviceStats | None:
         """Device-side figures of the last ``run``; None where the device has none."""
         return None

@@ -63,9 +63,14 @@ class OnnxRuntimeBackend(Backend):
             raise ModelLoadFailed(f"onnxruntime cannot load {model_path.name}: {exc}") from exc
         self._output_names = [o.name for o in self.session.get_outputs()]
         self._run = self.session.run
+        self._run_options = ort.RunOptions()  # one for every run: what ``cancel`` reaches
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(self._output_names, self._run(self._output_names, inputs)))
+        return dict(zip(self._output_names, self._run(self._output_names, inputs, self._run_options)))
+
+    def cancel(self) -> None:
+        # onnxruntime checks the flag between kernels and between a Loop's iterations.
+        self._run_options.terminate = True
 
     def close(self) -> None:
         self.session = None

@@ -42,6 +42,12 @@ class Job:
     device: "Device"
 
 
+# What ``Device.current`` holds for an instance running a request inline, on the
+# event loop's own thread (serve/scheduler.py): the watchdog sees the run, and the
+# loop thread fails the request itself once the run stops.
+INLINE = object()
+
+
 class Device:
     """One device's instances of a model: their queue, their state, their estimate.
 
@@ -60,7 +66,7 @@ class Device:
         self.cv = threading.Condition(lock)  # one lock per model, one condition per device
         self.busy = 0  # instances running a request now
         self.started = [0.0] * len(self.instances)  # monotonic start of each instance's run; 0 idle
-        self.current: list[Job | None] = [None] * len(self.instances)  # the job each instance runs
+        self.current: list[Job | object | None] = [None] * len(self.instances)  # the job each runs, or INLINE
         self.generation = [0] * len(self.instances)  # bumped when the watchdog retires an instance
 
     @property

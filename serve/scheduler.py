@@ -32,7 +32,8 @@ nothing else can start, so several instances would run one at a time. The
 decision reads the run alone, not the instance's whole turn: a turn through a
 worker includes the hand-offs, and judging by it kept a model that once left the
 loop on the slow path for good (measured under load: p50 1.43-1.57x the obvious
-server's, 1.02-1.19x with the run alone).
+server's, 1.02-1.19x with the run alone). A run that hangs inline is cancelled by
+the hang watchdog (``_watch``).
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ import numpy as np
 from backends.base import Backend
 from serve.admission import RESPONSE_SLACK
 from serve.errors import DeadlineExpired, InstanceHung, Overloaded, QueueFull, ShuttingDown
-from serve.instances import Device, Job, Result, deliver, group
+from serve.instances import INLINE, Device, Job, Result, deliver, group
 
 log = logging.getLogger("bwserve")
 DEFAULT_PRIORITY = 100  # requests without a `priority` parameter; smaller runs first
@@ -77,6 +78,7 @@ class ModelScheduler:
         self._queued = 0  # over every device; bounded by max_queue_size
         self._seq = itertools.count()
         self._closing = False
+        self._hang_timeout_s = hang_timeout_s
         self._inline_ok = any(self._inlines(device) for device in self.devices)
         self._threads: dict[tuple[int, int], threading.Thread] = {}
         for index, device in enumerate(self.devices):
@@ -175,6 +177,7 @@ class ModelScheduler:
                     raise self._refusal(device, 0, service, deadline - now)
                 device.busy = 1
                 device.started[0] = now
+                device.current[0] = INLINE
                 return device, 0
         return None
 
@@ -187,10 +190,16 @@ class ModelScheduler:
             stats = backend.last_device_stats()
         finally:
             with self._lock:
-                device.estimator.add(time.monotonic() - device.started[slot])
-                device.run_time.add((time.perf_counter_ns() - start) / 1e9)
-                device.busy -= 1
-                device.started[slot] = 0.0
+                retired = device.current[slot] is not INLINE  # the watchdog found it hung
+                if not retired:
+                    device.estimator.add(time.monotonic() - device.started[slot])
+                    device.run_time.add((time.perf_counter_ns() - start) / 1e9)
+                    device.busy -= 1
+                    device.started[slot] = 0.0
+                    device.current[slot] = None
+            if retired:  # cancelled, or ended late: it fails as a hung worker's request does
+                backend.close()
+                raise self._hung(device, slot, (time.perf_counter_ns() - start) / 1e9, " on the event loop")
         return Result(outputs, start - submitted, end - start, backend.instance, stats, device.name)
 
     def _refusal(self, device: Device, ahead: int, finish: float, allowed: float) -> Exception:
@@ -213,10 +222,13 @@ class ModelScheduler:
         cv = device.cv
         while True:
             with cv:
-                while not device.queue:
+                while not device.queue and device.generation[slot] == generation:
                     if self._closing:
                         return
                     cv.wait()
+                if device.generation[slot] != generation:  # retired idle: an inline run on it hung
+                    cv.notify()  # the wake-up was meant for a worker that serves
+                    return
                 job = device.queue.pop()
                 self._queued -= 1
                 device.busy += 1
@@ -241,8 +253,11 @@ class ModelScheduler:
         fails now with InstanceHung, a new instance (``spawn``: created, loaded,
         warmed up) takes its slot, and the old thread exits, closing its backend,
         if the run ever returns. The slot looks busy until the replacement is
-        ready, so nothing is routed to it meanwhile. Runs inline on the event loop
-        (short CPU runs) are outside the watchdog's reach.
+        ready, so nothing is routed to it meanwhile. The hung run is also asked to
+        stop (``Backend.cancel``), which matters most for a run inline on the event
+        loop: it blocks every model's requests. Its request fails once it stops,
+        and the model runs nothing inline any more: the inputs that hung it may
+        come again, and on a worker a hang blocks one instance, not the server.
         """
         while not self._closing:
             time.sleep(min(1.0, timeout / 4))
@@ -258,11 +273,13 @@ class ModelScheduler:
                             device.started[slot] = now  # busy until replaced
             for index, slot, job, ran_s in hung:
                 device = self.devices[index]
-                log.error("model %s: %s instance %d hung for %.1f s; replacing it", self.name, device.name,
-                          slot, ran_s)
-                deliver(job, None, InstanceHung(
-                    f"model '{self.name}': {device.name} instance {slot} ran for {ran_s:.1f} s, over the "
-                    f"{timeout:g} s limit; the instance is being replaced, retry"))
+                log.error("model %s: %s instance %d hung for %.1f s%s; replacing it", self.name, device.name,
+                          slot, ran_s, " inline, on the event loop" if job is INLINE else "")
+                if job is INLINE:  # the loop's thread fails its request once the run stops
+                    self._inline_ok = False
+                else:
+                    deliver(job, None, self._hung(device, slot, ran_s))
+                device.instances[slot].cancel()  # only this thread replaces it: still the hung one
                 try:
                     backend = spawn(index, slot)
                 except Exception as exc:  # the slot stays busy: one instance fewer, the rest serve
@@ -275,6 +292,11 @@ class ModelScheduler:
                     self.instances = [b for d in self.devices for b in d.instances]
                     self._start_worker(index, slot, backend)
                     device.cv.notify_all()
+
+    def _hung(self, device: Device, slot: int, ran_s: float, where: str = "") -> InstanceHung:
+        return InstanceHung(
+            f"model '{self.name}': {device.name} instance {slot} ran for {ran_s:.1f} s{where}, over the "
+            f"{self._hang_timeout_s:g} s limit; the instance is being replaced, retry")
 
     @staticmethod
     def _execute(backend: Backend, device: str, job: Job) -> float | None:
