@@ -145,7 +145,7 @@ class GpuBackend(OnnxRuntimeBackend):
                 self._inputs[name].update_inplace(np.ascontiguousarray(array))
             else:
                 binding.bind_cpu_input(name, np.ascontiguousarray(array))
-        self.session.run_with_iobinding(binding)
+        self.session.run_with_iobinding(binding, self._run_options)  # cancel() reaches it (backends/cpu.py)
         return dict(zip(self._output_names, binding.copy_outputs_to_cpu()))
 
 
