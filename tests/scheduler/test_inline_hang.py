@@ -4,7 +4,8 @@ The inline fast path runs short requests on the event loop's own thread, where
 a hang blocks every model. The watchdog asks the backend to stop the run
 (``Backend.cancel``; onnxruntime's RunOptions.terminate on the CPU), the request
 fails with INTERNAL as a hung worker's does, the instance is replaced, and the
-model runs nothing inline any more.
+model runs nothing inline any more. A hung worker's run is cancelled too, so its
+abandoned thread stops computing.
 """
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ from serve.server import ServerConfig, ServerThread
 from tests.scheduler.test_watchdog import HANG_TIMEOUT_S, MaybeHang
 
 # x[0, 0] iterations of v = tanh(v @ W): zero for the warm-up's zeros (a run of
-# microseconds, inlined); HANG_TRIPS take a minute or more on one core, until cancelled.
+# microseconds, inlined); HANG_TRIPS take half a minute or more on one core, until cancelled.
 HANG_TRIPS = 1e7
+SERVER_HANG_TIMEOUT_S = 1.0  # the real server's limit: no good request on a busy machine comes near it
 
 
 class InlineMaybeHang(MaybeHang):
@@ -110,48 +112,57 @@ def _loop_model() -> onnx.ModelProto:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    """"inline": one instance, runs inline; "workers": two instances, which never do."""
     root = tmp_path_factory.mktemp("repo")
     source = root / "loop.onnx"
     onnx.save(_loop_model(), source)
-    prepared = prepare([source], name="loop")
-    ModelRepository(root).add(prepared.config.replace(hang_timeout_s=HANG_TIMEOUT_S), prepared.model_bytes)
+    repo = ModelRepository(root)
+    for name, instances in (("inline", 1), ("workers", 2)):
+        prepared = prepare([source], name=name, instances=instances)
+        repo.add(prepared.config.replace(hang_timeout_s=SERVER_HANG_TIMEOUT_S), prepared.model_bytes)
     with ServerThread(ServerConfig(repo=root, port=0, metrics_port=None)) as handle:
-        handle.model_file = root / "loop" / "1" / "model.onnx"
+        handle.model_file = root / "inline" / "1" / "model.onnx"
         yield handle
 
 
-def _infer(client, trips: float):
+def _infer(client, name: str, trips: float):
     import tritonclient.grpc as grpcclient
 
     x = np.full((1, 8), 0.5, np.float32)
     x[0, 0] = trips
     feed = grpcclient.InferInput("x", [1, 8], "FP32")
     feed.set_data_from_numpy(x)
-    return x, client.infer("loop", [feed], client_timeout=120)
+    return x, client.infer(name, [feed], client_timeout=120)
 
 
-def test_a_real_onnxruntime_run_hanging_inline_is_terminated(server) -> None:
+@pytest.mark.parametrize("name", ["inline", "workers"])
+def test_a_real_onnxruntime_run_that_hangs_is_terminated(server, name: str) -> None:
     import onnxruntime as ort
     import tritonclient.grpc as grpcclient
 
-    scheduler = server.server.registry.get("loop").scheduler
-    original = scheduler.instances[0]
-    for _ in range(WINDOW):  # short enough to inline, whatever this machine's warm-up measured
-        scheduler.record_compute(0, INLINE_MAX_S / 10)
+    scheduler = server.server.registry.get(name).scheduler
+    originals = list(scheduler.instances)
+    if name == "inline":
+        for _ in range(WINDOW):  # short enough to inline, whatever this machine's warm-up measured
+            scheduler.record_compute(0, INLINE_MAX_S / 10)
     reference = ort.InferenceSession(str(server.model_file), providers=["CPUExecutionProvider"])
     with grpcclient.InferenceServerClient(server.address) as client:
-        x, result = _infer(client, 3)
+        x, result = _infer(client, name, 3)
         np.testing.assert_allclose(result.as_numpy("y"), reference.run(["y"], {"x": x})[0], rtol=1e-5)
         with pytest.raises(grpcclient.InferenceServerException) as info:
-            _infer(client, HANG_TRIPS)
+            _infer(client, name, HANG_TRIPS)
         assert info.value.status() == "StatusCode.INTERNAL"
-        assert "on the event loop, over the 0.3 s limit" in info.value.message()
+        assert f"over the {SERVER_HANG_TIMEOUT_S:g} s limit" in info.value.message()
+        assert ("on the event loop" in info.value.message()) == (name == "inline")
         deadline = time.monotonic() + 120
-        while scheduler.busy or scheduler.instances[0] is original:  # the replacement is being loaded
+        while scheduler.busy or scheduler.instances == originals:  # the replacement is being loaded
             assert time.monotonic() < deadline, "the hung instance was never replaced"
             time.sleep(0.01)
+        (hung,) = [b for b in originals if b not in scheduler.instances]
+        while hung.session is not None:  # closed once its cancelled run returned
+            assert time.monotonic() < deadline, "the hung run never stopped"
+            time.sleep(0.01)
         for trips in (0, 5):
-            x, result = _infer(client, trips)
+            x, result = _infer(client, name, trips)
             np.testing.assert_allclose(result.as_numpy("y"), reference.run(["y"], {"x": x})[0], rtol=1e-5)
         assert client.is_server_live()
-    assert original.session is None  # closed once the cancelled run returned
