@@ -4,7 +4,8 @@ Run through benchmarks/gpu_check.sh on a machine with an NVIDIA GPU. For each
 model it starts one bwserve with the model deployed on both backends, checks the
 gpu outputs against the cpu backend's, and prints p50/p99 end to end (gRPC,
 serve.bench) and compute-only (backend.run in process), plus the first
-request's latency after warm-up.
+request's latency after warm-up. ``--backends cpu`` runs the same on the CPU
+alone (gpu_check.sh --no-gpu: a test of the installed wheels without a GPU).
 """
 from __future__ import annotations
 
@@ -27,8 +28,9 @@ from serve.repository import ModelRepository
 from serve.server import ServerConfig, ServerThread
 
 ROOT = Path(__file__).resolve().parents[1]
+MNIST = ROOT.parent / "shared" / "models" / "cntk_mnist" / "model.onnx"  # not on the device: --mnist
 MODELS = {
-    "mnist": ROOT.parent / "shared" / "models" / "cntk_mnist" / "model.onnx",
+    "mnist": MNIST,
     "mlp_small": (784, 512, 512, 10),
     "mlp_large": (4096, 4096, 4096, 1024),
 }
@@ -63,28 +65,37 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--mnist", type=Path, default=MNIST, help="the CNTK MNIST model")
+    parser.add_argument("--backends", default="cpu,gpu", help="cpu,gpu (default), or cpu alone")
     args = parser.parse_args()
+    backends = args.backends.split(",")
+    if backends[0] != "cpu":
+        parser.error("--backends starts with cpu: its outputs are the reference")
+    models = {**MODELS, "mnist": args.mnist}
+    if not args.mnist.exists():
+        print(f"{args.mnist} is missing: no MNIST row")
+        del models["mnist"]
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         repo = ModelRepository(tmp / "repo")
-        for model, spec in MODELS.items():
+        for model, spec in models.items():
             source = _source(spec, tmp)
-            for backend in ("cpu", "gpu"):
+            for backend in backends:
                 prepared = prepare([source], name=f"{model}_{backend}", backend=backend,
                                    precision=args.precision if backend == "gpu" else "fp32")
                 repo.add(prepared.config, prepared.model_bytes)
         started = time.perf_counter()
         with ServerThread(ServerConfig(repo=repo.root, port=0, metrics_port=None)) as server:
-            print(f"server up with {len(MODELS) * 2} models in {time.perf_counter() - started:.1f} s "
+            print(f"server up with {len(models) * len(backends)} models in {time.perf_counter() - started:.1f} s "
                   "(loads and warm-ups included)")
             print(f"{'model':10} {'backend':7} {'first ms':>9} {'e2e p50 us':>11} {'e2e p99 us':>11} "
                   f"{'compute p50':>12} {'compute p99':>12} {'max |gpu-cpu|':>14}")
             with Client(server.address) as client:
-                for model in MODELS:
+                for model in models:
                     inputs = random_inputs(client.metadata(f"{model}_cpu"), seed=1)
                     reference = client.infer(f"{model}_cpu", inputs)
-                    for backend in ("cpu", "gpu"):
+                    for backend in backends:
                         name = f"{model}_{backend}"
                         t0 = time.perf_counter()
                         got = client.infer(name, inputs)
