@@ -124,6 +124,8 @@ def cmd_deploy(args) -> int:
     from serve.repository import ModelRepository
     from backends import BackendUnavailable, ModelLoadFailed
 
+    from rich.markup import escape  # messages name extras like [gpu]: text, not markup
+
     console = _console()
     client = client_for(args)
     remote = client.live()
@@ -136,10 +138,10 @@ def cmd_deploy(args) -> int:
                 backend_options=_options(args.option), trial_load=not remote,
                 progress=lambda msg: status.update(msg))
     except (ServeError, BackendUnavailable, ModelLoadFailed, ValueError) as exc:
-        console.print(f"[red]deploy failed:[/red] {exc}")
+        console.print(f"[red]deploy failed:[/red] {escape(str(exc))}")
         return 1
     for note in prepared.notes:
-        console.print(note)
+        console.print(escape(note))
     repo = ModelRepository(args.repo)
     version = repo.add(prepared.config, prepared.model_bytes)
     console.print(f"wrote {prepared.config.name} version {version} to {args.repo}")
@@ -149,10 +151,8 @@ def cmd_deploy(args) -> int:
         try:
             client.load(prepared.config.name)
         except grpc.RpcError as exc:
-            import shutil
-
-            shutil.rmtree(args.repo / prepared.config.name / str(version), ignore_errors=True)
-            console.print(f"[red]server at {args.server} refused the model:[/red] {exc.details()}")
+            repo.remove_version(prepared.config.name, version)
+            console.print(f"[red]server at {args.server} refused the model:[/red] {escape(exc.details() or '')}")
             return 1
         console.print(f"loaded into the server at {args.server}")
         return 0

@@ -127,8 +127,16 @@ class ModelRepository:
         model_dir = self.root / check_name(name)
         if not model_dir.is_dir():
             raise ModelNotFound(f"no model '{name}' in {self.root}")
-        # Rename first so a concurrent reader never sees a half-deleted model.
-        remove_stale(self.root)
-        doomed = _scratch("rm", self.root, f"{name}-")
-        os.rename(model_dir, doomed / name)
-        shutil.rmtree(doomed, ignore_errors=True)
+        _discard(model_dir, f"{name}-")
+
+    def remove_version(self, name: str, version: int) -> None:
+        """Delete one version (a deploy whose load the server refused)."""
+        _discard(self.version_dir(name, version), f"{version}-")
+
+
+def _discard(path: Path, label: str) -> None:
+    """Delete ``path``, renaming it away first so that no reader ever sees it half deleted."""
+    remove_stale(path.parent)
+    doomed = _scratch("rm", path.parent, label)
+    os.rename(path, doomed / path.name)
+    shutil.rmtree(doomed, ignore_errors=True)

@@ -78,3 +78,38 @@ def test_help_lists_every_command() -> None:
     result = _run("--help", cwd=ROOT)
     for command in ("deploy", "start", "list", "undeploy", "infer", "bench"):
         assert command in result.stdout
+
+
+def test_deploy_into_a_running_server_and_a_refused_load_is_undone(tmp_path: Path) -> None:
+    """`serve deploy --server`: loads through RepositoryModelLoad; a load the server refuses
+    is reported with the server's own words and its version removed; the rest keeps serving."""
+    import onnx
+    import onnxruntime
+    import pytest
+
+    from models.examples import mlp
+    from serve.repository import ModelRepository
+    from serve.server import ServerConfig, ServerThread
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("the gpu backend loads here: no refusal to provoke")
+    onnx.save(mlp.build(), tmp_path / "mlp.onnx")
+    repo = ModelRepository(tmp_path / "repo")
+    with ServerThread(ServerConfig(repo=repo.root, port=0, metrics_port=None)) as handle:
+        target = ("--repo", "repo", "--server", handle.address)
+        ok = _run("deploy", "mlp.onnx", *target, cwd=tmp_path)
+        assert ok.returncode == 0, ok.stderr
+        assert f"loaded into the server at {handle.address}" in ok.stderr
+        refused = _run("deploy", "mlp.onnx", "--name", "on-gpu", "--backend", "gpu", *target, cwd=tmp_path)
+        assert refused.returncode == 1
+        message = " ".join(refused.stderr.split())  # rich wraps lines
+        assert "refused the model" in message and "CUDAExecutionProvider" in message
+        assert "[gpu]" in message, "the server's hint names the extra; it must not be eaten as markup"
+        assert repo.versions("on-gpu") == [] and repo.models() == ["mlp"]
+        with grpcclient.InferenceServerClient(handle.address) as client:
+            x = np.random.default_rng(0).random((1, 784), dtype=np.float32)
+            inp = grpcclient.InferInput("input", [1, 784], "FP32")
+            inp.set_data_from_numpy(x)
+            got = client.infer("mlp", [inp]).as_numpy("logits")
+    want = onnxruntime.InferenceSession(str(tmp_path / "mlp.onnx")).run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

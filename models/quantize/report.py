@@ -48,6 +48,7 @@ class QuantizeReport:
         from rich import box
         from rich.console import Console
         from rich.table import Table
+        from rich.markup import escape  # layer names and notes are text, not markup
 
         console = console or Console()
         table = Table(title=f"precision {self.precision}", box=box.SIMPLE_HEAD, show_edge=False)
@@ -57,7 +58,7 @@ class QuantizeReport:
             table.add_column(column, justify="left" if left else "right", overflow="fold")
         for layer in self.layers:
             table.add_row(
-                layer.name, "x".join(map(str, layer.shape)), str(layer.weights), layer.format,
+                escape(layer.name), "x".join(map(str, layer.shape)), str(layer.weights), layer.format,
                 f"{layer.bits_per_weight:.2f}", _fmt(layer.weight_error, 2), _fmt(layer.output_error, 2),
                 _fmt(layer.accuracy_drop, 2),
             )
@@ -75,7 +76,7 @@ class QuantizeReport:
                 line += f"; budget {self.budget} ({self.metric})"
             console.print(line)
         for note in self.notes:
-            console.print(f"note: {note}")
+            console.print(f"note: {escape(note)}")
 
 
 # ModelConfig.backend_options entry telling the FPGA backend how to treat activations:
