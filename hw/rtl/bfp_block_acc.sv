@@ -6,7 +6,9 @@
 //
 // Right shifts clamp at ACC-1: a block sum has at most ACC-1 bits (PSUM < ACC,
 // checked by the config), so any larger shift rounds to 0 just the same.
-// Everything stays within ACC+1 <= 64 bits, which keeps Verilator on native words.
+// Everything stays within ACC <= 63 bits, which keeps Verilator on native words.
+// The formulation is chosen for few operations per cycle in simulation (one add
+// rounds, the saturating add needs no wider sum); hw/golden.py is the reference.
 module bfp_block_acc #(
     parameter int PSUM = 20,
     parameter int ACC = 48,
@@ -21,12 +23,10 @@ module bfp_block_acc #(
   localparam logic signed [ACC-1:0] MAX = {1'b0, {(ACC - 1) {1'b1}}};
   localparam logic signed [ACC-1:0] MIN = {1'b1, {(ACC - 1) {1'b0}}};
 
-  logic signed [ACC-1:0] s, shl, q, aligned, right_val, left_val;
+  logic signed [ACC-1:0] s, shl, biased, aligned, right_val, left_val, total;
   logic [SHW-1:0] mag;
-  logic big, right, fits, up;
+  logic big, right, fits;
   logic [AW-1:0] amt;
-  logic [ACC-1:0] below, half;
-  logic signed [ACC:0] total;
 
   assign s = ACC'(sum);
   assign right = shift[SHW-1];
@@ -39,16 +39,17 @@ module bfp_block_acc #(
   assign fits = !big && ((shl >>> amt) == s);
   assign left_val = (fits || sum == '0) ? shl : (sum[PSUM-1] ? MIN : MAX);
 
-  // Right: floor quotient, then round up if the dropped bits exceed half an LSB,
-  // or equal it and the quotient is odd (ties to even).
-  assign q = s >>> amt;
-  assign below = s & ((ACC'(1) << amt) - ACC'(1));
-  assign half = ACC'(1) << (amt - AW'(1));
-  assign up = (below > half) || (below == half && q[0]);
-  assign right_val = q + ACC'(up);
+  // Right, rounding half to even in one add: with q = floor(s / 2**amt),
+  // floor((s + 2**(amt-1) - 1 + q[0]) / 2**amt) rounds up exactly when the dropped
+  // bits exceed half an LSB, or equal it and q is odd. No overflow: |s| < 2**(PSUM-1)
+  // <= 2**(ACC-2) and the bias is at most 2**(ACC-2). (amt >= 1 whenever right.)
+  assign biased = s + $signed((ACC'(1) << (amt - AW'(1))) - ACC'(1) + ACC'(s[amt]));
+  assign right_val = biased >>> amt;
 
   assign aligned = right ? right_val : left_val;
 
-  assign total = (ACC + 1)'(acc_in) + (ACC + 1)'(aligned);
-  assign acc_out = (total[ACC] != total[ACC-1]) ? (total[ACC] ? MIN : MAX) : total[ACC-1:0];
+  // Saturating add: it overflows iff both operands have one sign and the sum the other.
+  assign total = acc_in + aligned;
+  assign acc_out = (acc_in[ACC-1] == aligned[ACC-1] && total[ACC-1] != acc_in[ACC-1])
+      ? (acc_in[ACC-1] ? MIN : MAX) : total;
 endmodule

@@ -4,6 +4,12 @@
 // exponent blocks and the valid/last pipeline. Data lines need no reset (what is
 // in flight is marked by the valid pipeline); RESET = 1 clears the control lines,
 // so a reset in the middle of a tile drops everything in flight.
+//
+// Two equivalent forms, picked for simulation speed: a line of at most 64 bits is
+// one packed shift register (Verilator shifts it as one machine word); a longer one
+// is a named register per stage (an unpacked array would give every non-blocking
+// element write a shadow copy and a flag, and a wide packed shift costs more than
+// moving the stages one by one).
 module bfp_delay #(
     parameter int W = 1,
     parameter int D = 1,
@@ -19,9 +25,19 @@ module bfp_delay #(
     assign q = d;
     logic unused_ok;
     assign unused_ok = &{1'b0, clk, rst, en};
+  end else if (D == 1) begin : g_one
+    always_ff @(posedge clk) begin
+      if (RESET && rst) q <= '0;
+      else if (en) q <= d;
+    end
+  end else if (W * D <= 64) begin : g_packed
+    logic [W*D-1:0] sr;  // stage i is sr[i*W +: W]
+    always_ff @(posedge clk) begin
+      if (RESET && rst) sr <= '0;
+      else if (en) sr <= {sr[W*(D-1)-1:0], d};
+    end
+    assign q = sr[W*D-1-:W];
   end else begin : g_regs
-    // One named register per stage rather than an unpacked array: Verilator gives
-    // each non-blocking write to an array element a shadow copy and a flag.
     for (genvar i = 0; i < D; i++) begin : g_stage
       logic [W-1:0] in, r;
       if (i == 0) begin : g_head

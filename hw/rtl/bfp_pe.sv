@@ -17,20 +17,21 @@ module bfp_pe #(
     output logic signed [MANT-1:0] x_out,
     output logic signed [PSUM-1:0] psum_out
 );
-  logic signed [MANT-1:0] w;
-  logic signed [2*MANT-1:0] prod;
+  // The weight is kept sign-extended to PSUM bits (the upper flops all copy its sign
+  // bit; synthesis merges such duplicates). Then the multiply-add is plain PSUM-bit
+  // modular arithmetic: a block sum fits in PSUM bits, so its low PSUM bits are the
+  // exact two's complement result, and Verilator emits one multiply and one add per
+  // PE instead of re-extending both signed operands every cycle.
+  logic [PSUM-1:0] w;
 
   // Weights load only when the array is idle; `en` (the pipeline's advance) does
   // not gate them.
-  always_ff @(posedge clk) if (w_load) w <= w_in;
-
-  // Widen both operands first: the product of two MANT-bit values needs 2*MANT bits.
-  assign prod = (2 * MANT)'(w) * (2 * MANT)'(x_in);
+  always_ff @(posedge clk) if (w_load) w <= PSUM'(w_in);
 
   always_ff @(posedge clk) begin
     if (en) begin
       x_out <= x_in;
-      psum_out <= psum_in + PSUM'(prod);
+      psum_out <= psum_in + w * PSUM'(x_in);
     end
   end
 endmodule
