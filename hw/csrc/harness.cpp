@@ -56,6 +56,9 @@ Model* M(void* h) { return static_cast<Model*>(h); }
 
 }  // namespace
 
+// The model is compiled with hidden visibility (direct calls, no PLT); only the C ABI
+// below is exported.
+#pragma GCC visibility push(default)
 extern "C" {
 
 enum { BW_TIMEOUT = -1, BW_PROTOCOL = -2, BW_BUSY = -3 };
@@ -214,3 +217,4 @@ void bw_tick(void* h, int32_t n) {
 }
 
 }  // extern "C"
+#pragma GCC visibility pop

@@ -24,6 +24,7 @@ module bfp_block_acc #(
   localparam logic signed [ACC-1:0] MIN = {1'b1, {(ACC - 1) {1'b0}}};
 
   logic signed [ACC-1:0] s, shl, biased, aligned, right_val, left_val, total;
+  logic [PSUM-1:0] ones;
   logic [SHW-1:0] mag;
   logic big, right, fits;
   logic [AW-1:0] amt;
@@ -34,9 +35,11 @@ module bfp_block_acc #(
   assign big = 32'(mag) > ACC - 1;
   assign amt = big ? AW'(ACC - 1) : AW'(mag);
 
-  // Left: exact when shifting back returns the sum, else saturate by its sign.
+  // Left: exact when the sum fits in ACC-1-amt magnitude bits (for a negative sum,
+  // -sum-1 must: the most negative value fits), else saturate by its sign.
   assign shl = s <<< amt;
-  assign fits = !big && ((shl >>> amt) == s);
+  assign ones = sum ^ {PSUM{sum[PSUM-1]}};  // sum, or -sum-1 when negative
+  assign fits = !big && ACC'(ones) < (ACC'(1) << (AW'(ACC - 1) - amt));
   assign left_val = (fits || sum == '0) ? shl : (sum[PSUM-1] ? MIN : MAX);
 
   // Right, rounding half to even in one add: with q = floor(s / 2**amt),

@@ -20,13 +20,13 @@ module bfp_combine #(
 );
   // w_exp + x_exp - acc_exp spans [-2**(EXPW+1)+1, 2**(EXPW+1)-2]: EXPW+2 bits.
   localparam int SHW = EXPW + 2;
-  logic signed [EXPW-1:0] w_exp;
+  logic [SHW-1:0] w_exp;  // sign-extended once, at load
   logic signed [SHW-1:0] shift;
   logic signed [ACC-1:0] acc_next;
 
-  always_ff @(posedge clk) if (w_load) w_exp <= w_exp_in;
+  always_ff @(posedge clk) if (w_load) w_exp <= SHW'(w_exp_in);
 
-  assign shift = SHW'(w_exp) + SHW'(x_exp_in) - SHW'(acc_exp);
+  assign shift = $signed(w_exp + SHW'(x_exp_in) - SHW'(acc_exp));
 
   bfp_block_acc #(
       .PSUM(PSUM),

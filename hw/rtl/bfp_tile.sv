@@ -49,10 +49,9 @@ module bfp_tile #(
 );
   localparam int NBLK = ROWS / BLOCK;
   localparam int LATENCY = ROWS + NBLK + COLS - 1;
-  localparam int RW = ROWS > 1 ? $clog2(ROWS) : 1;
 
   logic advance, x_fire, y_fire, got_last;
-  logic [RW-1:0] w_row;
+  logic [ROWS-1:0] w_row;  // one-hot: the row the next weight beat loads
   logic [ROWS-1:0] w_load;
   logic signed [EXPW:0] acc_exp_r;
   logic signed [MANT-1:0] x_left[ROWS];
@@ -72,7 +71,7 @@ module bfp_tile #(
       busy <= 1'b0;
       got_last <= 1'b0;
       done <= 1'b0;
-      w_row <= '0;
+      w_row <= ROWS'(1);
     end else begin
       done <= y_fire && y_last;
       if (start && !busy) begin
@@ -83,13 +82,13 @@ module bfp_tile #(
         busy <= 1'b0;
       end
       if (x_fire && x_last) got_last <= 1'b1;
-      if (w_valid && w_ready) w_row <= (w_row == RW'(ROWS - 1)) ? '0 : w_row + 1'b1;
+      if (w_valid && w_ready) w_row <= (w_row << 1) | ROWS'(w_row[ROWS-1]);  // rotate
     end
   end
 
-  for (genvar r = 0; r < ROWS; r++) begin : g_wload
-    assign w_load[r] = w_valid && w_ready && (w_row == RW'(r));
-  end
+  // A one-hot row pointer needs no decoder: the load enables are one AND, which also
+  // keeps ROWS comparisons out of every simulated evaluation.
+  assign w_load = w_row & {ROWS{w_valid && w_ready}};
 
   // Input skew: row r enters at its vertical stage, r + (its block index).
   for (genvar r = 0; r < ROWS; r++) begin : g_skew
