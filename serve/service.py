@@ -124,7 +124,10 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             else:
                 deadline = math.inf
             decoded = perf_counter_ns()
-            result = await model.scheduler.run(inputs, deadline, _priority(request))
+            scheduler = model.scheduler
+            result = scheduler.run_inline(inputs, deadline)
+            if result is None:
+                result = await scheduler.run_queued(inputs, deadline, _priority(request))
             ran = perf_counter_ns()
             response = model.codec.encode(result.outputs, names, request.id)
         except asyncio.CancelledError:  # the client cancelled or its deadline passed
