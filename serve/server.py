@@ -21,7 +21,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from protos import inference_pb2 as pb
-from protos import inference_pb2_grpc as pb_grpc
 from serve.auth import TlsFiles, management_guard
 from serve.health import ModelHealth
 from serve.metrics import Metrics
@@ -56,6 +55,21 @@ def _reflection_pool() -> descriptor_pool.DescriptorPool:
     return pool
 
 
+def _add_inference_service(servicer: InferenceService, server: grpc.aio.Server) -> None:
+    """Register GRPCInferenceService as the generated ``add_..._to_server`` would, from its
+    descriptor, except that ModelInfer returns its response already serialized
+    (serve/codec.py) and the bytes pass through."""
+    service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    handlers = {}
+    for method in service.methods:
+        request, response = getattr(pb, method.input_type.name), getattr(pb, method.output_type.name)
+        serialize = bytes if method.name == "ModelInfer" else response.SerializeToString
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name), request_deserializer=request.FromString, response_serializer=serialize)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)
+
+
 class BwServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -74,8 +88,7 @@ class BwServer:
         ]
         guard = management_guard(config.host, config.auth_token, bool(config.tls and config.tls.ca))
         self.server = grpc.aio.server(options=options, interceptors=[guard] if guard else None)
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-            InferenceService(self.registry, self.metrics, lambda: self._serving), self.server)
+        _add_inference_service(InferenceService(self.registry, self.metrics, lambda: self._serving), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

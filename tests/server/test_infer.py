@@ -52,6 +52,13 @@ def test_digits_match_onnxruntime_and_classify(client, digits_model) -> None:
     assert correct >= 36, f"only {correct}/40 digits right"
 
 
+def test_request_id_comes_back(client) -> None:
+    x, _ = digits_sample(0)
+    for request_id in ("", "req-17", "\u00e9t\u00e9" * 40):
+        response = _infer(client, "digits", {"pixels": x}, request_id=request_id).get_response()
+        assert response.id == request_id and response.model_name == "digits" and response.model_version == "1"
+
+
 @pytest.mark.parametrize("datatype", sorted(IDENTITY_TYPES))
 def test_every_datatype_round_trips_through_raw_contents(client, datatype) -> None:
     rng = np.random.default_rng(7)
