@@ -5,8 +5,11 @@ and the build time cold (empty cache) and cached.
 
 A tile is the array's weights (rows x cols) times `--vectors` input vectors: the
 default preset's 16x16 array with 16 vectors is a 16x16x16 tile. Both wall time and
-this thread's CPU time are printed: on a shared machine the CPU time is the steadier.
-Never a test: numbers depend on the machine (see benchmarks/README.md).
+this thread's CPU time are printed: on a shared machine the CPU time is the steadier,
+and each figure is the best of `--repeat` runs. A second C-ABI line runs tiles of
+`--long-vectors` vectors, where the per-call cost (Python, ctypes, start and drain)
+is spread over many cycles: the simulator's own rate. The load average is printed
+before and after. Never a test: numbers depend on the machine (see benchmarks/README.md).
 """
 from __future__ import annotations
 
@@ -22,11 +25,19 @@ from hw.config import PRESETS, preset
 from hw.random_tiles import random_tile
 
 
-def timed(fn, n):
-    w0, c0 = time.perf_counter(), time.thread_time()
-    for _ in range(n):
-        fn()
-    return time.perf_counter() - w0, time.thread_time() - c0
+def timed(fn, n, repeat=1):
+    """Best (wall, cpu) seconds of ``repeat`` runs of ``n`` calls."""
+    best = (float("inf"), float("inf"))
+    for _ in range(repeat):
+        w0, c0 = time.perf_counter(), time.thread_time()
+        for _ in range(n):
+            fn()
+        best = min(best[0], time.perf_counter() - w0), min(best[1], time.thread_time() - c0)
+    return best
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def report(label, n_tiles, n_cycles, wall, cpu):
@@ -59,6 +70,8 @@ def main() -> None:
     p.add_argument("--preset", default="default", choices=sorted(PRESETS))
     p.add_argument("--vectors", type=int, default=16)
     p.add_argument("--tiles", type=int, default=2000)
+    p.add_argument("--long-vectors", type=int, default=512)
+    p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--py-tiles", type=int, default=10)
     p.add_argument("--no-build", action="store_true", help="skip the cold build measurement")
     p.add_argument("--no-pyverilator", action="store_true")
@@ -66,6 +79,7 @@ def main() -> None:
     cfg = preset(args.preset)
     t = random_tile(cfg, np.random.default_rng(0), args.vectors)
     per_tile = cycles.tile_cycles(cfg, args.vectors)
+    print(load())
     print(f"{cfg.name()}: {cfg.rows}x{cfg.cols}x{args.vectors} tile = {per_tile} cycles "
           f"({cycles.tile_seconds(cfg, args.vectors) * 1e6:.2f} us at {cfg.clock_hz / 1e6:.0f} MHz modelled)")
 
@@ -76,8 +90,14 @@ def main() -> None:
     want = t.golden(cfg).acc
     got, _ = sim.run_tile(t.x_mant, t.x_exp, t.acc_exp)
     assert np.array_equal(got, want)
-    wall, cpu = timed(lambda: sim.run_tile(t.x_mant, t.x_exp, t.acc_exp), args.tiles)
+    wall, cpu = timed(lambda: sim.run_tile(t.x_mant, t.x_exp, t.acc_exp), args.tiles, args.repeat)
     report("C ABI", args.tiles, args.tiles * per_tile, wall, cpu)
+    long = random_tile(cfg, np.random.default_rng(1), args.long_vectors)
+    sim.load_weights(long.w_mant, long.w_exp)
+    assert np.array_equal(sim.run_tile(long.x_mant, long.x_exp, long.acc_exp)[0], long.golden(cfg).acc)
+    n_long = max(1, args.tiles * args.vectors // args.long_vectors)
+    wall, cpu = timed(lambda: sim.run_tile(long.x_mant, long.x_exp, long.acc_exp), n_long, args.repeat)
+    report(f"C ABI x{args.long_vectors}", n_long, n_long * cycles.tile_cycles(cfg, args.long_vectors), wall, cpu)
     g_wall, g_cpu = timed(lambda: t.golden(cfg), args.tiles)
     print(f"{'golden':12s} {args.tiles:6d} tiles (numpy)          | wall {g_wall / args.tiles * 1e6:9.1f} us/tile"
           f" | cpu {g_cpu / args.tiles * 1e6:9.1f} us/tile")
@@ -95,6 +115,7 @@ def main() -> None:
 
     if not args.no_build:
         bench_build(cfg)
+    print(load())
 
 
 if __name__ == "__main__":
