@@ -14,6 +14,8 @@ def _add_server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8001, help="gRPC port; 0 picks a free one (default %(default)s)")
     p.add_argument("--metrics-port", type=int, default=8002,
                    help="Prometheus /metrics port; 0 picks a free one, -1 disables (default %(default)s)")
+    p.add_argument("--metrics-host",
+                   help="address /metrics binds, e.g. a scrape network's while gRPC keeps --host (default: --host)")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve gRPC over TLS (with --tls-key)")
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     p.add_argument("--tls-ca", type=Path, help="PEM CA: require client certificates it signed (mutual TLS)")
@@ -88,7 +90,8 @@ def _server_config(args, models=None):
     if bool(args.tls_cert) != bool(args.tls_key) or (args.tls_ca and not args.tls_cert):
         raise SystemExit("TLS needs both --tls-cert and --tls-key (and --tls-ca only with them)")
     tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_ca) if args.tls_cert else None
-    return ServerConfig(repo=args.repo, host=args.host, port=args.port, metrics_port=metrics_port, models=models,
+    return ServerConfig(repo=args.repo, host=args.host, port=args.port, metrics_port=metrics_port,
+                        metrics_host=args.metrics_host, models=models,
                         grace_s=getattr(args, "grace_s", 10.0),
                         drain_delay_s=getattr(args, "drain_delay_s", 0.0), tls=tls,
                         auth_token=read_token(args.auth_token_file))
@@ -98,7 +101,7 @@ def _serve_foreground(config) -> int:
     from serve.server import run_server
 
     def ready(server) -> None:
-        metrics = f", metrics on http://{config.host}:{server.metrics_port}/metrics" if server.metrics_port else ""
+        metrics = f", metrics on http://{server.metrics_host}:{server.metrics_port}/metrics" if server.metrics_port else ""
         print(f"bwserve serving on {config.host}:{server.port}{metrics}; Ctrl-C stops", flush=True)
         for model in server.registry.loaded():
             print(f"  {model.name} v{model.version} on {model.device}", flush=True)

@@ -38,6 +38,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8001
     metrics_port: int | None = 8002  # None: no metrics endpoint, and nothing recorded
+    metrics_host: str | None = None  # where /metrics binds; None: ``host``
     models: tuple[str, ...] | None = None  # load these at start; None: every model in repo
     max_message_bytes: int = 64 * 1024 * 1024
     grace_s: float = 10.0
@@ -94,6 +95,10 @@ class BwServer:
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME), self.server, pool=_reflection_pool())
 
+    @property
+    def metrics_host(self) -> str:
+        return self.config.metrics_host or self.config.host
+
     async def start(self) -> int:
         """Bind the ports, load the models, start serving; returns the gRPC port.
 
@@ -111,7 +116,7 @@ class BwServer:
         if not self.port:
             raise OSError(f"cannot bind gRPC to {address}")
         if self.config.metrics_port is not None:
-            self.metrics_port = self.metrics.serve_http(self.config.host, self.config.metrics_port)
+            self.metrics_port = self.metrics.serve_http(self.metrics_host, self.config.metrics_port)
         await self.server.start()
         await self.model_health.accepting()
         for name in names:

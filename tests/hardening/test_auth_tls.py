@@ -105,6 +105,26 @@ def pki(tmp_path_factory) -> Path:
     return d
 
 
+def test_metrics_bind_their_own_address(repo) -> None:
+    """gRPC on one address, /metrics on another (a scrape network's), neither on the other's."""
+    import urllib.request
+
+    def fetch(host: str, port: int) -> str:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as reply:
+            return reply.read().decode()
+
+    config = ServerConfig(repo=repo.root, port=0, metrics_port=0, metrics_host="127.0.0.2")
+    with ServerThread(config) as server:
+        with grpcclient.InferenceServerClient(server.address) as client:
+            _ok_infer(client)
+        port = server.server.metrics_port
+        assert "bwserve_requests_total" in fetch("127.0.0.2", port)
+        with pytest.raises(OSError):  # connection refused: nothing of ours listens there
+            fetch("127.0.0.1", port)
+        with grpcclient.InferenceServerClient(f"127.0.0.2:{server.port}") as elsewhere:
+            assert _status(lambda: elsewhere.is_server_live()) == "StatusCode.UNAVAILABLE"
+
+
 def test_tls_serves_tls_clients_and_refuses_plaintext(repo, pki) -> None:
     tls = TlsFiles(pki / "server.crt", pki / "server.key")
     with ServerThread(ServerConfig(repo=repo.root, port=0, metrics_port=None, tls=tls)) as server:
