@@ -14,7 +14,7 @@ Rounds alternate the servers (in a rotated order each round) so that drift on a
 shared machine hits all of them alike; each point pools its rounds. Ratios
 within one run are what counts; absolute numbers drift from run to run.
 
-    .venv/bin/python benchmarks/serving.py [--requests 1000] [--rounds 5] [--no-kserve]
+    .venv/bin/python benchmarks/serving.py [--requests 1000] [--rounds 5] [--no-kserve] [--twin]
 """
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ from serve.repository import ModelRepository
 
 MNIST = launch.ROOT.parent / "shared" / "models" / "cntk_mnist" / "model.onnx"
 SERVERS = ("bwserve", "obvious", "empty", "kserve")
+TWIN = "bwserve-twin"  # --twin: a second, identical bwserve process, the A/A control
 
 
 @dataclass
@@ -114,7 +115,7 @@ def check_outputs(address: str, request, expected: dict[str, np.ndarray]) -> Non
 
 
 def server_command(name: str, repo: ModelRepository, model: str, port: int) -> list[str]:
-    if name == "bwserve":
+    if name in ("bwserve", TWIN):
         return launch.bwserve(repo.root, model, port)
     if name == "obvious":
         return launch.obvious(model_path(repo, model), model, port)
@@ -177,8 +178,10 @@ def report(points, run_p50, models, names, concurrencies) -> str:
     us = lambda s: f"{s:.0f}"  # noqa: E731
     lines = ["| model | conc | server | p50 us | p99 us | p99.9 us | req/s | overhead p50 us | errors |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    twin = TWIN in names
     ratios = ["| model | conc | ours/obvious p50 | ours/obvious p99 | our overhead / floor | "
-              "ours/KServe p50 | ours/KServe p99 |", "|---|---:|---:|---:|---:|---:|---:|"]
+              "ours/KServe p50 | ours/KServe p99 |" + (" twin/ours p50 | twin/ours p99 |" if twin else ""),
+              "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if twin else "")]
     for model in models:
         for c in concurrencies:
             rows = {}
@@ -195,7 +198,8 @@ def report(points, run_p50, models, names, concurrencies) -> str:
             kserve = rows.get("kserve", (float("nan"),) * 3)
             ratios.append(f"| {model} | {c} | {ratio(ours[0], rows['obvious'][0])} | "
                           f"{ratio(ours[1], rows['obvious'][1])} | {ratio(ours[2], rows['empty'][0])} | "
-                          f"{ratio(ours[0], kserve[0])} | {ratio(ours[1], kserve[1])} |")
+                          f"{ratio(ours[0], kserve[0])} | {ratio(ours[1], kserve[1])} |"
+                          + (f" {ratio(rows[TWIN][0], ours[0])} | {ratio(rows[TWIN][1], ours[1])} |" if twin else ""))
     return "\n".join(lines + [""] + ratios + [""] + breakdown(points, models, concurrencies))
 
 
@@ -231,9 +235,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--session-runs", type=int, default=3000, help="timed session.run calls per model")
     parser.add_argument("--no-kserve", action="store_true", help="leave KServe out")
+    parser.add_argument("--twin", action="store_true",
+                        help="add a second bwserve process: how far two identical servers differ in one run "
+                             "(the noise every other ratio carries)")
     args = parser.parse_args()
 
-    names = [n for n in SERVERS if n != "kserve" or not args.no_kserve]
+    names = [n for n in SERVERS if n != "kserve" or not args.no_kserve] + ([TWIN] if args.twin else [])
     if "kserve" in names and not launch.KSERVE_PYTHON.exists():
         raise SystemExit(f"no {launch.KSERVE_PYTHON}: run bash benchmarks/baselines/kserve_setup.sh "
                          "or pass --no-kserve")
