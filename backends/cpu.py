@@ -6,7 +6,10 @@ Session options (benchmarks/cpu_session_options.py measures the choices end to e
 - intra-op spinning: onnxruntime's default (on); backend option ``spinning=0``
   turns it off;
 - no inter-op parallelism (sequential execution): at batch 1 the graph is a chain;
-- full graph optimisation, done once at load.
+- full graph optimisation, done once at load;
+- plain ``session.run``, no IO binding: binding the input and a pre-bound output
+  buffer per run took 1.26x (MLP) and 1.81x (digits) as long at p50
+  (benchmarks/cold_path.py), more Python calls for outputs of a few bytes.
 """
 from __future__ import annotations
 
