@@ -54,6 +54,18 @@ def _run(args: list[str], env: dict[str, str] | None = None) -> str:
     return subprocess.run(args, capture_output=True, text=True, check=True, env=env, timeout=60).stdout.strip()
 
 
+def _header_version(root: Path, version: str) -> str:
+    """A build from a git tree without tags (PyPI's 5.48.0 says only ``rev vUNKNOWN-...``):
+    the release from its runtime's ``verilated_config.h``, with the ``--version`` line kept
+    (its revision stays in every build key)."""
+    try:
+        text = (root / "include" / "verilated_config.h").read_text()
+    except OSError:
+        return version
+    m = re.search(r'#define\s+VERILATOR_VERSION\s+"([^"]+)"', text)
+    return f"Verilator {m.group(1)} ({version})" if m else version
+
+
 def _probe(exe: Path, origin: str) -> Verilator:
     env = dict(os.environ)
     env.pop("VERILATOR_ROOT", None)  # let it report its own
@@ -67,6 +79,8 @@ def _probe(exe: Path, origin: str) -> Verilator:
             version = _run([str(exe), "--version"], {**env, "VERILATOR_ROOT": str(root)})
     except (OSError, subprocess.SubprocessError) as e:
         raise ToolMissing(f"{exe} ({origin}) does not run: {e}; {INSTALL_HINT}") from e
+    if not re.search(r"Verilator \d+\.\d+", version):
+        version = _header_version(root, version)
     m = re.search(r"Verilator (\d+)\.(\d+)", version)
     if not m or int(m.group(1)) < _MIN_MAJOR:
         raise ToolMissing(f"{exe} is {version!r}; need Verilator {_MIN_MAJOR}.x or newer: {INSTALL_HINT}")
