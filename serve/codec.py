@@ -124,8 +124,8 @@ class Codec:
                                              list(spec.shape) if fixed else None)
         self._output_names = frozenset(spec.name for spec in outputs)
         self._model_name, self._model_version = model_name, model_version
-        # The response, serialized once, that every request's starts with when its outputs
-        # have the signature's fixed shapes and dtypes (see the module docstring).
+        # When every output has a fixed shape: the response's header fields, serialized once;
+        # each response whose outputs match the signature starts with them (module docstring).
         self._fixed_outputs = None
         if all(d >= 0 for s in outputs for d in s.shape) and all(s.datatype != "BYTES" for s in outputs):
             # Per output: name, shape, dtype and its field's key and length, known from the signature.
