@@ -4,15 +4,18 @@ A version directory is immutable once it exists. ``add`` writes the files into a
 hidden temp directory beside the versions, fsyncs them and renames the directory
 into place, so a crash mid-deploy leaves at most a ``.tmp-*`` directory that
 ``versions`` never lists: the server loads the old version or the new one, never
-half of one. Temp directories carry their writer's process id, so that the next
-``add`` or ``remove`` deletes those whose writer died (kill -9) and never one still
-being written (tests/hardening/test_deploy_kill9.py kills a real deploy).
+half of one. Temp directories carry their writer's process id and pid namespace, so
+that the next ``add`` or ``remove`` deletes those whose writer died (kill -9) and
+never one still being written, here or by a writer on another host or container
+sharing the volume (tests/hardening/test_deploy_kill9.py kills a real deploy).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -31,18 +34,40 @@ def check_name(name: str) -> str:
     return name
 
 
+def _pid_namespace() -> str:
+    """An id of this process's pid namespace on this boot of this machine.
+
+    Pids mean something only inside one pid namespace: a repository on a shared volume
+    may be written from other hosts or containers, whose writers' pids must never be
+    looked up here.
+    """
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:  # no /proc: the host name is the best left
+        boot, namespace = socket.gethostname(), ""
+    return hashlib.sha256(f"{boot}/{namespace}".encode()).hexdigest()[:12]
+
+
+_WRITER_NAMESPACE = _pid_namespace()
+
+
 def _scratch(kind: str, parent: Path, label: str = "") -> Path:
-    """A new hidden directory ``.<kind>-<pid>-<label>...`` in ``parent``, for this process to fill."""
-    return Path(tempfile.mkdtemp(prefix=f".{kind}-{os.getpid()}-{label}", dir=parent))
+    """A new hidden directory ``.<kind>-<pid>.<namespace>-<label>...`` in ``parent``, for this process to fill."""
+    return Path(tempfile.mkdtemp(prefix=f".{kind}-{os.getpid()}.{_WRITER_NAMESPACE}-{label}", dir=parent))
 
 
 def _writer_died(entry: Path) -> bool:
-    """Whether a scratch directory's writer process is gone (never guessed for foreign names)."""
+    """Whether a scratch directory's writer process is gone. Only a writer in this pid
+    namespace can be checked; any other name is left alone, never guessed at."""
     parts = entry.name.split("-", 2)
-    if len(parts) < 3 or parts[0] not in (".tmp", ".rm") or not parts[1].isdigit():
+    if len(parts) < 3 or parts[0] not in (".tmp", ".rm"):
+        return False
+    pid, _, namespace = parts[1].partition(".")
+    if namespace != _WRITER_NAMESPACE or not pid.isdigit():
         return False
     try:
-        os.kill(int(parts[1]), 0)
+        os.kill(int(pid), 0)
     except ProcessLookupError:
         return True
     except OSError:  # alive, someone else's

@@ -1,6 +1,7 @@
 """Models come and go while others serve: versions, load/unload, corrupt files, real models."""
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -189,3 +190,23 @@ def test_model_uploads_and_config_overrides_are_refused_not_ignored(fresh) -> No
     assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
     assert "not supported" in info.value.message() and "file:1/model.onnx" in info.value.message()
     assert _digits_ok(client), "the served version is untouched"
+
+
+def test_only_dead_writers_of_this_pid_namespace_lose_their_temp_dirs(tmp_path) -> None:
+    """A repository on a shared volume: a pid from another host or container means nothing here."""
+    import subprocess
+    import sys
+
+    from serve import repository
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    ours = repository._WRITER_NAMESPACE
+    names = {f".tmp-{gone}.{ours}-x": False,  # its writer died: deleted
+             f".tmp-{os.getpid()}.{ours}-x": True,  # still being written
+             f".tmp-{gone}.0123456789ab-x": True,  # a writer elsewhere: cannot be checked, kept
+             ".tmp-crashed": True}  # not a name we write: never guessed at
+    for name in names:
+        (tmp_path / name).mkdir()
+    repository.remove_stale(tmp_path)
+    assert {n: (tmp_path / n).exists() for n in names} == names
