@@ -49,11 +49,14 @@ class OnnxRuntimeBackend(Backend):
         # quantiser chose, as a narrow-precision model means.
         options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "0")
         # Intra-op threads spin between ops by default; on a small machine they then take
-        # cores from the gRPC threads. Option spinning=0 makes them sleep instead.
+        # cores from the gRPC threads. Option spinning=0 makes them sleep instead;
+        # spinning=run lets them spin within a run and stop when it returns.
         spinning = self.config.backend_options.get("spinning", "1")
-        if spinning not in ("0", "1"):
-            raise ModelLoadFailed(f"backend option spinning={spinning!r}: expected 0 or 1")
-        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        if spinning not in ("0", "1", "run"):
+            raise ModelLoadFailed(f"backend option spinning={spinning!r}: expected 0, 1 or run")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0" if spinning == "0" else "1")
+        if spinning == "run":
+            options.add_session_config_entry("session.force_spinning_stop", "1")
         return options
 
     def load(self, model_path: Path) -> None:

@@ -28,7 +28,8 @@ from serve.repository import ModelRepository  # noqa: E402
 
 MNIST = launch.ROOT.parent / "shared" / "models" / "cntk_mnist" / "model.onnx"
 # (label, threads (0: cores / instances), spinning)
-VARIANTS = (("default", 0, "1"), ("no-spin", 0, "0"), ("1-thread", 1, "1"), ("1-thread no-spin", 1, "0"))
+VARIANTS = (("default", 0, "1"), ("no-spin", 0, "0"), ("spin in run", 0, "run"), ("1-thread", 1, "1"),
+            ("1-thread no-spin", 1, "0"))
 
 
 def main() -> int:
