@@ -79,7 +79,9 @@ class ModelScheduler:
         self._seq = itertools.count()
         self._closing = False
         self._hang_timeout_s = hang_timeout_s
-        self._inline_ok = any(self._inlines(device) for device in self.devices)
+        # Devices whose requests may run inline (module docstring); emptied for good when
+        # an inline run hangs.
+        self._inline_devices = [d for d in self.devices if d.instances[0].inline_safe and len(d.instances) == 1]
         self._threads: dict[tuple[int, int], threading.Thread] = {}
         for index, device in enumerate(self.devices):
             for slot, backend in enumerate(device.instances):
@@ -87,10 +89,6 @@ class ModelScheduler:
         if spawn is not None and hang_timeout_s is not None:
             threading.Thread(target=self._watch, args=(spawn, hang_timeout_s), daemon=True,
                              name=f"{name}-watchdog").start()
-
-    @staticmethod
-    def _inlines(device: Device) -> bool:
-        return device.instances[0].inline_safe and len(device.instances) == 1
 
     def _start_worker(self, index: int, slot: int, backend: Backend) -> None:
         device = self.devices[index]
@@ -132,7 +130,7 @@ class ModelScheduler:
         The server's handler calls it before ``run_queued`` without a coroutine in
         between, and reads the request's priority only when it has to queue.
         """
-        if not self._inline_ok:
+        if not self._inline_devices:
             return None
         submitted = time.perf_counter_ns()
         claimed = self._claim_inline(deadline)
@@ -182,8 +180,8 @@ class ModelScheduler:
             if self._queued or self._closing:
                 return None
             now = time.monotonic()
-            for device in self.devices:
-                if device.busy or not 0 < device.run_time.estimate <= INLINE_MAX_S or not self._inlines(device):
+            for device in self._inline_devices:
+                if device.busy or not 0 < device.run_time.estimate <= INLINE_MAX_S:
                     continue
                 service = device.estimator.estimate
                 if deadline != math.inf and service > (1 - RESPONSE_SLACK) * (deadline - now):
@@ -289,7 +287,7 @@ class ModelScheduler:
                 log.error("model %s: %s instance %d hung for %.1f s%s; replacing it", self.name, device.name,
                           slot, ran_s, " inline, on the event loop" if job is INLINE else "")
                 if job is INLINE:  # the loop's thread fails its request once the run stops
-                    self._inline_ok = False
+                    self._inline_devices = []
                 else:
                     deliver(job, None, self._hung(device, slot, ran_s))
                 device.instances[slot].cancel()  # only this thread replaces it: still the hung one
