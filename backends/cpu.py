@@ -4,7 +4,7 @@ Session options (benchmarks/cpu_session_options.py measures the choices end to e
 - intra-op threads: ``config.threads`` if set, else the machine's cores divided
   among the model's instances, so that N instances do not oversubscribe the CPU;
 - intra-op spinning: onnxruntime's default (on); backend option ``spinning=0``
-  turns it off;
+  turns it off, ``spinning=run`` keeps it within a run only;
 - no inter-op parallelism (sequential execution): at batch 1 the graph is a chain;
 - full graph optimisation, done once at load;
 - plain ``session.run``, no IO binding: binding the input and a pre-bound output

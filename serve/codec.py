@@ -17,8 +17,8 @@ signature's fixed shapes and dtypes, the response is the signature's response
 serialized once at load, followed by the request id and each output's raw bytes
 as protobuf fields: a parser merges fields in any order, so the bytes decode to
 exactly the message protobuf would build. With the CPU idle between requests, as
-at concurrency 1, that takes 0.66x the time of building and serializing the
-message (benchmarks/cold_path.py: 56 against 86 us p50 for the MLP's logits).
+at concurrency 1, that takes 0.63x the time of building and serializing the
+message (benchmarks/cold_path.py: 44 against 71 us p50 for the MLP's logits).
 """
 from __future__ import annotations
 
