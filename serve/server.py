@@ -29,7 +29,7 @@ from serve.repository import ModelRepository
 from serve.service import InferenceService
 
 log = logging.getLogger("bwserve")
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +60,14 @@ def _add_inference_service(servicer: InferenceService, server: grpc.aio.Server) 
     """Register GRPCInferenceService as the generated ``add_..._to_server`` would, from its
     descriptor, except that ModelInfer returns its response already serialized
     (serve/codec.py) and the bytes pass through."""
-    service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
     handlers = {}
-    for method in service.methods:
+    for method in SERVICE.methods:
         request, response = getattr(pb, method.input_type.name), getattr(pb, method.output_type.name)
         serialize = bytes if method.name == "ModelInfer" else response.SerializeToString
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             getattr(servicer, method.name), request_deserializer=request.FromString, response_serializer=serialize)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-    server.add_registered_method_handlers(service.full_name, handlers)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),))
+    server.add_registered_method_handlers(SERVICE.full_name, handlers)
 
 
 class BwServer:
@@ -92,7 +91,7 @@ class BwServer:
         _add_inference_service(InferenceService(self.registry, self.metrics, lambda: self._serving), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            (SERVICE.full_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME), self.server, pool=_reflection_pool())
 
     @property
