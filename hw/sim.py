@@ -63,10 +63,14 @@ def load_library(cfg: HwConfig) -> ctypes.CDLL:
     return lib
 
 
-def _i32(a, shape) -> np.ndarray:
-    a = np.ascontiguousarray(a, dtype=np.int32)
+def _check_shape(a: np.ndarray, shape) -> None:
     if a.shape != shape:
         raise ValueError(f"operand has shape {a.shape}, expected {shape}")
+
+
+def _i32(a, shape) -> np.ndarray:
+    a = np.ascontiguousarray(a, dtype=np.int32)
+    _check_shape(a, shape)
     return a
 
 
@@ -131,9 +135,8 @@ class TileSim:
         n = x_mant.shape[0] if x_mant.ndim == 2 else 0
         if not 0 <= stall_pct < 100:
             raise ValueError(f"stall_pct must be in 0..99, got {stall_pct}")
-        for a, shape in ((x_mant, (n, c.rows)), (x_exp, (n, c.n_blocks))):
-            if a.shape != shape:
-                raise ValueError(f"operand has shape {a.shape}, expected {shape}")
+        _check_shape(x_mant, (n, c.rows))
+        _check_shape(x_exp, (n, c.n_blocks))
         if n > len(self._bufs[0]):
             self._grow(n)
         xm, xe, y = self._bufs
