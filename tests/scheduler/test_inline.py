@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -111,7 +112,6 @@ def test_busy_instance_means_queueing_not_a_second_concurrent_run() -> None:
 
 def test_inline_respects_admission_control() -> None:
     import math
-    import time
 
     backend = ThreadRecorder()
     scheduler = _scheduler(backend, INLINE_MAX_S / 3)
@@ -130,6 +130,14 @@ def test_inline_respects_admission_control() -> None:
 
 
 def _ran_on_loop(scheduler: ModelScheduler, backend: ThreadRecorder) -> bool:
+    """Run one request on an idle model; whether it ran on the event loop's thread."""
+    # A worker hands its result back before it marks itself idle: wait for that, so that
+    # a previous request's worker still finishing up is not mistaken for a busy model.
+    deadline = time.monotonic() + 10
+    while scheduler.busy and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert scheduler.busy == 0
+
     async def main():
         await scheduler.run({"x": np.zeros(2)})
         return threading.get_ident()
