@@ -29,10 +29,10 @@ from serve.datatypes import NUMPY
 
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
-# Not `pip install '.[gpu]'`: bwserve's own dependencies would bring the CPU package back
-# beside it, and the two overwrite each other's files.
-GPU_EXTRA_HINT = ("install onnxruntime-gpu (the [gpu] extra) in place of the CPU package: "
-                  "pip uninstall -y onnxruntime && pip install 'onnxruntime-gpu>=1.20'")
+# The [gpu] extra replaces the [cpu] one (the two packages overwrite each other's files),
+# and pip never removes what an extra no longer asks for: the CPU package goes first.
+GPU_EXTRA_HINT = ("install the [gpu] extra in place of the CPU onnxruntime: "
+                  "pip uninstall -y onnxruntime && pip install 'bwserve[gpu]'")
 
 
 def _flag(options: Mapping[str, str], key: str, default: str) -> str:

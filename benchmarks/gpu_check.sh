@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU check for the gpu backend (issue 6), on a machine with an NVIDIA GPU.
 #
-# Makes a venv (.cache/gpu-venv) with onnxruntime-gpu in place of onnxruntime (the two
-# must not be installed together) and runs benchmarks/gpu_check.py. Without network access
+# Makes a venv (.cache/gpu-venv) with the [gpu] extra, onnxruntime-gpu (never beside the
+# CPU onnxruntime: the two overwrite each other's files) and runs benchmarks/gpu_check.py. Without network access
 # (the lent H200 machine) the wheels come as the parts that benchmarks/gpu_stage.py writes
 # to .cache/gpu-wheels/parts/, one carried per `run` call (benchmarks/README.md,
 # "GPU (issue 6)"); with no parts anywhere it installs from the network instead.
@@ -84,9 +84,7 @@ install_offline() {
 install_online() {
     rm -rf "$VENV"
     "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/pip" install -q -e .
-    "$VENV/bin/pip" uninstall -q -y onnxruntime
-    "$VENV/bin/pip" install -q 'onnxruntime-gpu[cuda,cudnn]'
+    "$VENV/bin/pip" install -q -e '.[gpu]'
 }
 
 # onnxruntime-gpu's preload_dlls looks for CUDA 13 and cuDNN (nvidia/cu13, nvidia/cudnn) in its

@@ -5,8 +5,8 @@ Run here, where pip can download:
     .venv/bin/python benchmarks/gpu_stage.py            # cp312, the lent H200 machine's python3
 
 It downloads, for the target python and manylinux x86-64, every wheel the GPU check
-imports: pyproject.toml's runtime dependencies with onnxruntime replaced by
-onnxruntime-gpu (ORT_GPU), less SKIP, plus pip (gpu_check.sh makes its venv without
+imports: pyproject.toml's runtime dependencies and its [gpu] extra's onnxruntime-gpu
+pinned to ORT_GPU, less SKIP, plus pip (gpu_check.sh makes its venv without
 ensurepip). The wheels and the MNIST model go into one tar, split into parts small enough
 for one `run` call's carry each (benchmarks/README.md, "GPU (issue 6)"), with sha256 sums:
 
@@ -54,8 +54,8 @@ def requirements() -> list[str]:
         name = re.match(r"[A-Za-z0-9_.-]+", dep).group(0).lower()
         if name in SKIP:
             continue
-        out.append(ORT_GPU if name == "onnxruntime" else dep)
-    return out + BOOTSTRAP
+        out.append(dep)
+    return out + [ORT_GPU] + BOOTSTRAP
 
 
 def download(reqs: list[str], python: str, dest: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 
 # Modules contributing subcommands, in the order ``serve --help`` lists them.
@@ -17,6 +18,9 @@ COMMAND_MODULES = (
     "models.convert.cli",
     "models.quantize.cli",
 )
+
+# Subcommands that run models set ``needs_runtime``; the runtime is an extra (pyproject.toml).
+RUNTIME_HINT = "pip install 'bwserve[cpu]', or 'bwserve[gpu]' on a machine with an NVIDIA GPU"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
+        return 2
+    if getattr(args, "needs_runtime", False) and importlib.util.find_spec("onnxruntime") is None:
+        print(f"serve {args.command}: onnxruntime is not installed; {RUNTIME_HINT}", file=sys.stderr)
         return 2
     try:
         return int(args.func(args) or 0)

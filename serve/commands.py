@@ -49,7 +49,7 @@ def register(sub) -> None:
     add_repo(p)
     add_target(p)
     _add_server_args(p)
-    p.set_defaults(func=cmd_deploy)
+    p.set_defaults(func=cmd_deploy, needs_runtime=True)
 
     p = sub.add_parser("start", help="serve the models of a repository, or a model directory (KServe)",
                        description="Serve a repository, or (KServe's layout) --model-dir: a repository or a "
@@ -72,7 +72,7 @@ def register(sub) -> None:
                    help="on SIGTERM, keep serving this long while health says NOT_SERVING, so that "
                         "balancers move away before new RPCs are refused (default %(default)s)")
     _add_server_args(p)
-    p.set_defaults(func=cmd_start)
+    p.set_defaults(func=cmd_start, needs_runtime=True)
 
 
 def _console():

@@ -113,3 +113,61 @@ def test_deploy_into_a_running_server_and_a_refused_load_is_undone(tmp_path: Pat
             got = client.infer("mlp", [inp]).as_numpy("logits")
     want = onnxruntime.InferenceSession(str(tmp_path / "mlp.onnx")).run(None, {"input": x})[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def _run_without_runtime(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`serve ARGS` in a Python where onnxruntime cannot be imported: a client-only install."""
+    code = ("import sys; sys.modules['onnxruntime'] = None; "  # import and find_spec both fail
+            "from serve.cli import main; sys.exit(main(sys.argv[1:]))")
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_without_a_runtime_model_commands_say_which_extra_and_client_commands_work(tmp_path: Path) -> None:
+    """The runtime is an extra ([cpu] or [gpu], never both): without it `serve deploy`,
+    `start`, `convert` and `quantize` stop with the install hint, and the client commands
+    still talk to a server."""
+    import onnx
+
+    from models.examples import mlp
+    from serve.repository import ModelRepository
+    from serve.server import ServerConfig, ServerThread
+
+    onnx.save(mlp.build(), tmp_path / "mlp.onnx")
+    before = sorted(tmp_path.rglob("*"))
+    for command in (["deploy", "mlp.onnx"], ["start"], ["convert", "mlp.onnx", "-o", "out.onnx"],
+                    ["quantize", "mlp.onnx", "--precision", "msfp16"]):
+        done = _run_without_runtime(*command, cwd=tmp_path)
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        assert f"serve {command[0]}: onnxruntime is not installed" in done.stderr
+        assert "bwserve[cpu]" in done.stderr and "bwserve[gpu]" in done.stderr
+    assert sorted(tmp_path.rglob("*")) == before, "a refused command wrote nothing"
+
+    repo = ModelRepository(tmp_path / "repo")
+    with ServerThread(ServerConfig(repo=repo.root, port=0, metrics_port=None)) as handle:
+        ok = _run("deploy", "mlp.onnx", "--repo", "repo", "--server", handle.address, cwd=tmp_path)
+        assert ok.returncode == 0, ok.stderr
+        infer = _run_without_runtime("infer", "mlp", "--server", handle.address, cwd=tmp_path)
+        assert infer.returncode == 0, infer.stderr
+        assert "logits float32[1, 10]" in infer.stdout
+        listing = _run_without_runtime("list", "--repo", "repo", "--server", handle.address, cwd=tmp_path)
+        assert listing.returncode == 0 and "mlp" in listing.stdout and "READY" in listing.stdout
+
+
+def test_the_cpu_and_gpu_runtimes_are_alternative_extras() -> None:
+    """onnxruntime and onnxruntime-gpu install the same module over each other: neither may
+    be a base dependency, and each extra brings exactly one."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.match(r"[A-Za-z0-9_.-]+", r).group(0).lower() for r in requirements}
+
+    runtimes = {"onnxruntime", "onnxruntime-gpu"}
+    assert not names(project["dependencies"]) & runtimes
+    extras = project["optional-dependencies"]
+    assert names(extras["cpu"]) & runtimes == {"onnxruntime"}
+    assert names(extras["gpu"]) & runtimes == {"onnxruntime-gpu"}
+    assert all(not names(reqs) & runtimes for extra, reqs in extras.items() if extra not in ("cpu", "gpu"))

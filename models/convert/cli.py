@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     p.add_argument("--dynamic-batch", action="store_true", help="keep the batch dimension symbolic instead of 1")
     p.add_argument("--cleanup", choices=("auto", "onnxsim", "ort", "none"), default="auto",
                    help="graph simplifier (auto: onnxsim if installed, else onnxruntime)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, needs_runtime=True)
 
 
 def parse_shapes(items: list[str]) -> dict[str, list[int | str]]:

@@ -27,7 +27,7 @@ def register(sub) -> None:
                    help="multiply calibration inputs by this (e.g. 1/255 for a model trained on 0-1)")
     p.add_argument("--candidates", help="comma-separated formats auto may choose from (default: all but int8)")
     p.add_argument("-o", "--output", type=Path, help="where to write the quantised ONNX model")
-    p.set_defaults(func=cmd_quantize)
+    p.set_defaults(func=cmd_quantize, needs_runtime=True)
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
