@@ -174,7 +174,7 @@ def measure(servers, models, names, concurrencies, requests, args) -> dict[tuple
 
 
 def report(points, run_p50, models, names, concurrencies) -> str:
-    """Markdown: one row per point, then the ratios the targets are stated in, then bwserve's breakdown."""
+    """Markdown: one row per point, the ratios the targets are stated in, per round, then bwserve's breakdown."""
     us = lambda s: f"{s:.0f}"  # noqa: E731
     lines = ["| model | conc | server | p50 us | p99 us | p99.9 us | req/s | overhead p50 us | errors |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
@@ -200,7 +200,27 @@ def report(points, run_p50, models, names, concurrencies) -> str:
                           f"{ratio(ours[1], rows['obvious'][1])} | {ratio(ours[2], rows['empty'][0])} | "
                           f"{ratio(ours[0], kserve[0])} | {ratio(ours[1], kserve[1])} |"
                           + (f" {ratio(rows[TWIN][0], ours[0])} | {ratio(rows[TWIN][1], ours[1])} |" if twin else ""))
-    return "\n".join(lines + [""] + ratios + [""] + breakdown(points, models, concurrencies))
+    return "\n".join(lines + [""] + ratios + [""] + per_round(points, models, names, concurrencies)
+                     + [""] + breakdown(points, models, concurrencies))
+
+
+def per_round(points, models, names, concurrencies) -> list[str]:
+    """p50 ratios round by round: median [lowest, highest] and the rounds where the first server
+    was faster. Each round measures both servers back to back, so drift between rounds cancels;
+    a ratio whose range straddles 1 as the A/A twin's does is no difference at all."""
+    pairs = [("bwserve", "obvious")] + ([(TWIN, "bwserve")] if TWIN in names else [])
+    lines = ["| model | conc | " + " | ".join(f"{a}/{b} p50 per round" for a, b in pairs) + " |",
+             "|---|---:|" + "---:|" * len(pairs)]
+    for model in models:
+        for c in concurrencies:
+            cells = []
+            for a, b in pairs:
+                rounds = [np.percentile(x, 50) / np.percentile(y, 50) for x, y in
+                          zip(points[model, c, a].latencies, points[model, c, b].latencies)]
+                cells.append(f"{np.median(rounds):.2f} [{min(rounds):.2f}, {max(rounds):.2f}], "
+                             f"faster in {sum(r < 1 for r in rounds)}/{len(rounds)}")
+            lines.append(f"| {model} | {c} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def breakdown(points, models, concurrencies) -> list[str]:
