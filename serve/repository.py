@@ -147,6 +147,16 @@ class ModelRepository:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
+    def tidy(self) -> None:
+        """Delete what writers that died mid-write left, in every model folder and at the top
+        (a removed model's scratch folder); the server does it at start, add and remove as they go."""
+        if not self.root.is_dir():
+            return
+        remove_stale(self.root)
+        for model_dir in self.root.iterdir():
+            if model_dir.is_dir() and _NAME.fullmatch(model_dir.name):
+                remove_stale(model_dir)
+
     def remove(self, name: str) -> None:
         """Delete every version of a model."""
         model_dir = self.root / check_name(name)

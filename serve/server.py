@@ -105,6 +105,7 @@ class BwServer:
         model loads or compiles; health "" turns SERVING only once they are ready
         (see serve/health.py).
         """
+        self.registry.repo.tidy()
         names = self.config.models if self.config.models is not None else self.registry.repo.models()
         await self.model_health.begin(names)
         address = f"{self.config.host}:{self.config.port}"

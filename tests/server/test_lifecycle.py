@@ -210,3 +210,27 @@ def test_only_dead_writers_of_this_pid_namespace_lose_their_temp_dirs(tmp_path) 
         (tmp_path / name).mkdir()
     repository.remove_stale(tmp_path)
     assert {n: (tmp_path / n).exists() for n in names} == names
+
+
+def test_a_server_start_removes_what_dead_writers_left(tmp_path, digits_model) -> None:
+    """Scratch folders of deploys and removals killed mid-write go when a server starts;
+    a live writer's stays, and the model serves."""
+    import subprocess
+    import sys
+
+    from serve import repository
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    ours = repository._WRITER_NAMESPACE
+    repo = ModelRepository(tmp_path / "repo")
+    add_model(repo, digits_model, "digits")
+    dead = [repo.root / "digits" / f".tmp-{gone}.{ours}-a", repo.root / f".rm-{gone}.{ours}-old-b"]
+    live = repo.root / "digits" / f".tmp-{os.getpid()}.{ours}-c"
+    for path in (*dead, live):
+        path.mkdir()
+        (path / "model.onnx").write_bytes(b"half written")
+    with ServerThread(ServerConfig(repo=repo.root, port=0, metrics_port=None)) as handle:
+        with grpcclient.InferenceServerClient(handle.address) as client:
+            assert _digits_ok(client)
+    assert not any(p.exists() for p in dead) and live.exists()
