@@ -1,13 +1,31 @@
-// The ROWS x COLS weight-stationary systolic array, with one combiner row closing
-// each exponent block.
+// The tile's datapath after the input skew: the ROWS x COLS weight-stationary
+// systolic array, one combiner row closing each exponent block, the exponent skew and
+// the output de-skew.
 //
-// Dataflow: PE(r, c) holds weight W[r][c]. Input mantissa x[r] enters row r from
-// the left and moves one column per cycle; the block's integer partial sum moves
-// down one row per cycle. Below the last row of each block a combiner stage scales
-// the block sum by 2**(w_exp + x_exp - acc_exp) into the column's accumulator,
-// which is handed down (through a BLOCK-deep delay, matching the next block's PE
-// rows) to the next block's combiner. So each column is a vertical pipeline of
-// ROWS + ROWS/BLOCK stages; the caller skews the inputs to match (bfp_tile).
+// Dataflow: PE(r, c) holds weight W[r][c]. Input mantissa x[r] enters row r from the
+// left (bfp_tile delays row r by r + r/BLOCK cycles) and moves one column per cycle;
+// the block's integer partial sum moves down one row per cycle. Below the last row of
+// each block a combiner stage scales the block sum by 2**(w_exp + x_exp - acc_exp)
+// into the column's accumulator (block_acc), which is handed down through a
+// BLOCK-deep delay, matching the next block's PE rows, to the next block's combiner.
+// So each column is a vertical pipeline of ROWS + ROWS/BLOCK stages. A block's
+// exponent waits in a skew until its block sum reaches the combiner and then moves
+// right along the combiner row like x; column c's result waits COLS-1-c cycles in
+// the de-skew, so that one output beat carries a whole result vector.
+//
+// Every register here is a variable of the one clocked process below, written with
+// blocking assignments in an order that reads each register before it is overwritten
+// (the stages downstream first), and read by no other process; the outputs are
+// copies of the last stages, assigned non-blocking. This is ordinary synthesizable RTL
+// (a variable read before it is written infers a flop), chosen for simulation speed:
+// each stage becomes straight-line C++ over plain arrays, which g++ vectorises across
+// PEs. A non-blocking write to an array element costs Verilator 5.006 a shadow value
+// and a flag, and a module instance per PE gives scalar code in an order g++ cannot
+// vectorise (hw/README.md, Performance).
+//
+// Narrow values are kept sign-extended in wider registers (mantissas in PSUM bits,
+// exponents in SHW bits): the upper flops copy the sign bit and synthesis merges such
+// duplicates; the arithmetic is then plain modular arithmetic in one word per value.
 module bfp_array #(
     parameter int ROWS = 16,
     parameter int COLS = 16,
@@ -19,98 +37,132 @@ module bfp_array #(
 ) (
     input  logic                   clk,
     input  logic                   en,
-    input  logic [       ROWS-1:0] w_load,                 // one-hot: the row being loaded
-    input  logic signed [MANT-1:0] w_mant      [    COLS],
-    input  logic signed [EXPW-1:0] w_exp       [    COLS],
+    input  logic [       ROWS-1:0] w_load,         // one-hot: the row being loaded
+    input  logic signed [MANT-1:0] w_mant [  COLS],
+    input  logic signed [EXPW-1:0] w_exp  [  COLS],
     input  logic signed [  EXPW:0] acc_exp,
-    input  logic signed [MANT-1:0] x_left      [    ROWS],  // row r delayed by its stage
-    input  logic signed [EXPW-1:0] x_exp_left  [ROWS/BLOCK],
-    output logic signed [ ACC-1:0] acc_bottom  [    COLS]
+    input  logic        [PSUM-1:0] x_left [  ROWS],  // row r's input, sign-extended, delayed r + r/BLOCK cycles
+    input  logic signed [EXPW-1:0] x_exp  [ROWS/BLOCK],
+    output logic signed [ ACC-1:0] y_acc  [  COLS]   // one result vector, de-skewed
 );
   localparam int NBLK = ROWS / BLOCK;
+  // w_exp + x_exp - acc_exp spans [-2**(EXPW+1)+1, 2**(EXPW+1)-2]: EXPW+2 bits.
+  localparam int SHW = EXPW + 2;
+  // Delay lines, stored stage-major (stage k of every line together); line i has
+  // depth(i) stages, and stage k exists for the lines with k < depth(i).
+  localparam int ED = NBLK * (BLOCK + 1) - 1;  // exponent skew: block b waits (b+1)*(BLOCK+1)-1
+  localparam int AD = BLOCK > COLS - 1 ? BLOCK : COLS - 1;  // accumulator delays, below
+  localparam int TOP = ACC - 1;  // the accumulator's sign bit: the largest useful shift
+  localparam int AW = $clog2(ACC);  // a shift amount, 0..TOP
+  localparam logic signed [ACC-1:0] MAX = {1'b0, {(ACC - 1) {1'b1}}};
+  localparam logic signed [ACC-1:0] MIN = {1'b1, {(ACC - 1) {1'b0}}};
 
-  // Neighbours are wired by name (g_row[r].g_pe[c].x_out) rather than through 2-D
-  // arrays: an instance output driving an array element costs Verilator a copy per
-  // signal per cycle, and doubles the generated C++.
-  for (genvar r = 0; r < ROWS; r++) begin : g_row
-    for (genvar c = 0; c < COLS; c++) begin : g_pe
-      logic signed [MANT-1:0] x_in, x_out;
-      logic signed [PSUM-1:0] psum_in, psum_out;
-      if (c == 0) begin : g_left
-        assign x_in = x_left[r];
-      end else begin : g_inner
-        assign x_in = g_row[r].g_pe[c-1].x_out;
-      end
-      // Each block's partial sum starts from zero at the block's first row.
-      if (r % BLOCK == 0) begin : g_top
-        assign psum_in = '0;
-      end else begin : g_chain
-        assign psum_in = g_row[r-1].g_pe[c].psum_out;
-      end
-      bfp_pe #(
-          .MANT(MANT),
-          .PSUM(PSUM)
-      ) u_pe (
-          .clk(clk),
-          .en(en),
-          .w_load(w_load[r]),
-          .w_in(w_mant[c]),
-          .x_in(x_in),
-          .psum_in(psum_in),
-          .x_out(x_out),
-          .psum_out(psum_out)
-      );
+  // One block step of the exact arithmetic (hw/golden.py specifies it):
+  //   aligned = shift >= 0 ? sat(sum << shift) : round_half_even(sum / 2**-shift)
+  //   result  = sat(acc + aligned)
+  // Right shifts clamp at ACC-1: a block sum has at most ACC-1 bits (PSUM < ACC,
+  // checked by the config), so any larger shift rounds to 0 just the same. The
+  // formulation is chosen for few operations (one add rounds; the saturating add
+  // needs no wider sum).
+  function automatic logic signed [ACC-1:0] block_acc(input logic signed [PSUM-1:0] sum,
+                                                      input logic signed [SHW-1:0] shift,
+                                                      input logic signed [ACC-1:0] acc);
+    logic signed [ACC-1:0] s, aligned, total;
+    logic [PSUM-1:0] ones;
+    logic [SHW-1:0] mag;
+    logic [AW-1:0] amt;
+    logic big, fits;
+    s = ACC'(sum);
+    mag = shift[SHW-1] ? -shift : shift;
+    big = 32'(mag) > TOP;
+    amt = big ? AW'(TOP) : AW'(mag);
+    if (shift[SHW-1]) begin
+      // Right, rounding half to even in one add: with q = floor(s / 2**amt),
+      // floor((s + 2**(amt-1) - 1 + q[0]) / 2**amt) rounds up exactly when the dropped
+      // bits exceed half an LSB, or equal it and q is odd. No overflow: |s| <
+      // 2**(PSUM-1) <= 2**(ACC-2) and the bias is at most 2**(ACC-2). (amt >= 1.)
+      aligned = (s + $signed((ACC'(1) << (amt - AW'(1))) - ACC'(1) + ACC'(s[amt]))) >>> amt;
+    end else begin
+      // Left: exact when the sum fits in ACC-1-amt magnitude bits (for a negative sum,
+      // -sum-1 must: the most negative value fits), else saturate by its sign.
+      ones = sum ^ {PSUM{sum[PSUM-1]}};  // sum, or -sum-1 when negative
+      fits = !big && ACC'(ones) < (ACC'(1) << (AW'(TOP) - amt));
+      aligned = (fits || sum == '0) ? s <<< amt : (sum[PSUM-1] ? MIN : MAX);
     end
-    logic signed [MANT-1:0] unused_x_out;  // the last column's x leaves the array
-    assign unused_x_out = g_row[r].g_pe[COLS-1].x_out;
-  end
+    // Saturating add: it overflows iff both operands have one sign and the sum the other.
+    total = acc + aligned;
+    return (acc[ACC-1] == aligned[ACC-1] && total[ACC-1] != acc[ACC-1])
+        ? (acc[ACC-1] ? MIN : MAX) : total;
+  endfunction
 
-  for (genvar b = 0; b < NBLK; b++) begin : g_blk
-    localparam int LAST = (b + 1) * BLOCK - 1;  // the block's last PE row
-    for (genvar c = 0; c < COLS; c++) begin : g_comb
-      logic signed [EXPW-1:0] x_exp_in, x_exp_out;
-      logic signed [ACC-1:0] acc_in, acc_out;
-      if (c == 0) begin : g_left
-        assign x_exp_in = x_exp_left[b];
-      end else begin : g_inner
-        assign x_exp_in = g_blk[b].g_comb[c-1].x_exp_out;
+  always_ff @(posedge clk) begin : p_datapath
+    logic [PSUM-1:0] w[ROWS][COLS];  // PE(r, c)'s weight
+    logic [PSUM-1:0] x[ROWS][COLS];  // the x PE(r, c) multiplies, passed right next cycle
+    logic [PSUM-1:0] psum[ROWS][COLS];  // PE(r, c)'s partial sum, passed down
+    // Dimensions of NBLK are folded into the next one: a dimension of size 1 (one
+    // block, the default) costs Verilator a bounds-check temporary per element write.
+    logic [SHW-1:0] e_skew[ED*NBLK];  // stage k of block b's exponent skew: [k*NBLK + b]
+    logic [SHW-1:0] w_e[NBLK*COLS];  // combiner (b, c)'s weight exponent: [b*COLS + c]
+    logic [SHW-1:0] x_e[NBLK*COLS];  // combiner (b, c)'s input exponent, passed right
+    logic signed [ACC-1:0] acc[NBLK*COLS];  // combiner (b, c)'s accumulator
+    // Below combiner (b, c): the hand-off to the next block's combiner (BLOCK stages)
+    // or, below the last block, the de-skew (COLS-1-c stages).
+    logic signed [ACC-1:0] acc_dly[AD][NBLK*COLS];
+    if (en) begin
+      // Block by block from the bottom: the delay below combiner b takes the
+      // combiner's old output, then the combiner takes the old block sum and the old
+      // hand-off from the block above (shifted only later in this loop).
+      for (int b = NBLK - 1; b >= 0; b--) begin
+        for (int k = AD - 1; k > 0; k--) begin
+          for (int c = 0; c < COLS; c++) begin
+            if (k < (b < NBLK - 1 ? BLOCK : COLS - 1 - c)) acc_dly[k][b*COLS+c] = acc_dly[k-1][b*COLS+c];
+          end
+        end
+        for (int c = 0; c < COLS; c++) begin
+          if (b < NBLK - 1 || c < COLS - 1) acc_dly[0][b*COLS+c] = acc[b*COLS+c];
+        end
+        for (int c = COLS - 1; c > 0; c--) x_e[b*COLS+c] = x_e[b*COLS+c-1];
+        x_e[b*COLS] = e_skew[((b + 1) * (BLOCK + 1) - 2)*NBLK+b];
+        for (int c = 0; c < COLS; c++) begin
+          if (b == 0) begin
+            acc[c] = block_acc(psum[BLOCK-1][c], w_e[c] + x_e[c] - SHW'(acc_exp), '0);
+          end else begin
+            acc[b*COLS+c] = block_acc(psum[(b+1)*BLOCK-1][c], w_e[b*COLS+c] + x_e[b*COLS+c] - SHW'(acc_exp),
+                                      acc_dly[BLOCK-1][(b-1)*COLS+c]);
+          end
+        end
       end
-      if (b == 0) begin : g_top
-        assign acc_in = '0;
-      end else begin : g_handoff
-        bfp_delay #(
-            .W(ACC),
-            .D(BLOCK)
-        ) u_handoff (
-            .clk(clk),
-            .rst(1'b0),
-            .en(en),
-            .d(g_blk[b-1].g_comb[c].acc_out),
-            .q(acc_in)
-        );
+      for (int k = ED - 1; k > 0; k--) begin
+        for (int b = 0; b < NBLK; b++) begin
+          if (k < (b + 1) * (BLOCK + 1) - 1) e_skew[k*NBLK+b] = e_skew[(k-1)*NBLK+b];
+        end
       end
-      bfp_combine #(
-          .EXPW(EXPW),
-          .PSUM(PSUM),
-          .ACC (ACC)
-      ) u_comb (
-          .clk(clk),
-          .en(en),
-          .w_load(w_load[LAST]),
-          .w_exp_in(w_exp[c]),
-          .acc_exp(acc_exp),
-          .x_exp_in(x_exp_in),
-          .psum_in(g_row[LAST].g_pe[c].psum_out),
-          .acc_in(acc_in),
-          .x_exp_out(x_exp_out),
-          .acc_out(acc_out)
-      );
+      for (int b = 0; b < NBLK; b++) e_skew[b] = SHW'(x_exp[b]);
+      // Each PE latches its left neighbour's x (row r's first, the skewed input) and
+      // adds its product with it to the partial sum from above, which starts from
+      // zero at a block's first row. Only 32- or 64-bit words, whole rows at a time,
+      // no element computed unlike its neighbours: what g++ needs to vectorise.
+      for (int r = 0; r < ROWS; r++) begin
+        for (int c = COLS - 1; c > 0; c--) x[r][c] = x[r][c-1];
+        x[r][0] = x_left[r];
+      end
+      for (int r = ROWS - 1; r >= 0; r--) begin
+        for (int c = 0; c < COLS; c++) begin
+          psum[r][c] = (r % BLOCK == 0 ? '0 : psum[r-1][c]) + w[r][c] * x[r][c];
+        end
+      end
+      // The outputs copy the last stages (duplicate flops that synthesis merges).
+      for (int c = 0; c < COLS - 1; c++) y_acc[c] <= acc_dly[COLS-2-c][(NBLK-1)*COLS+c];
+      y_acc[COLS-1] <= acc[NBLK*COLS-1];
     end
-    logic signed [EXPW-1:0] unused_exp_out;
-    assign unused_exp_out = g_blk[b].g_comb[COLS-1].x_exp_out;
-  end
-
-  for (genvar c = 0; c < COLS; c++) begin : g_out
-    assign acc_bottom[c] = g_blk[NBLK-1].g_comb[c].acc_out;
+    // Weights load a row at a time, whether or not the pipeline advances.
+    for (int r = 0; r < ROWS; r++) begin
+      if (w_load[r]) begin
+        for (int c = 0; c < COLS; c++) w[r][c] = PSUM'(w_mant[c]);
+        if (r % BLOCK == BLOCK - 1) begin
+          for (int c = 0; c < COLS; c++) w_e[(r/BLOCK)*COLS+c] = SHW'(w_exp[c]);
+        end
+      end
+    end
   end
 endmodule

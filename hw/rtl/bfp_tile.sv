@@ -54,9 +54,6 @@ module bfp_tile #(
   logic [ROWS-1:0] w_row;  // one-hot: the row the next weight beat loads
   logic [ROWS-1:0] w_load;
   logic signed [EXPW:0] acc_exp_r;
-  logic signed [MANT-1:0] x_left[ROWS];
-  logic signed [EXPW-1:0] x_exp_left[NBLK];
-  logic signed [ACC-1:0] acc_bottom[COLS];
   logic [1:0] pipe_out;
 
   // The pipeline moves unless a presented result is not taken.
@@ -90,30 +87,21 @@ module bfp_tile #(
   // keeps ROWS comparisons out of every simulated evaluation.
   assign w_load = w_row & {ROWS{w_valid && w_ready}};
 
-  // Input skew: row r enters at its vertical stage, r + (its block index).
+  // Input skew: row r enters at its vertical stage, r + (its block index). The
+  // mantissas travel sign-extended to PSUM bits (see bfp_array). The skew stays out
+  // of the array's process: row 0 takes its input undelayed, and the array's first
+  // column vectorises only if every row's input comes from one array (x_left).
+  logic [PSUM-1:0] x_left[ROWS];
   for (genvar r = 0; r < ROWS; r++) begin : g_skew
     bfp_delay #(
-        .W(MANT),
+        .W(PSUM),
         .D(r + r / BLOCK)
     ) u_skew (
         .clk(clk),
         .rst(rst),
         .en(advance),
-        .d(x_mant[r]),
+        .d(PSUM'(x_mant[r])),
         .q(x_left[r])
-    );
-  end
-  // A block's exponent meets the block sum at the block's combiner stage.
-  for (genvar b = 0; b < NBLK; b++) begin : g_eskew
-    bfp_delay #(
-        .W(EXPW),
-        .D((b + 1) * (BLOCK + 1) - 1)
-    ) u_skew (
-        .clk(clk),
-        .rst(rst),
-        .en(advance),
-        .d(x_exp[b]),
-        .q(x_exp_left[b])
     );
   end
 
@@ -133,23 +121,9 @@ module bfp_tile #(
       .w_exp(w_exp),
       .acc_exp(acc_exp_r),
       .x_left(x_left),
-      .x_exp_left(x_exp_left),
-      .acc_bottom(acc_bottom)
+      .x_exp(x_exp),
+      .y_acc(y_acc)
   );
-
-  // Output de-skew: column c finishes c cycles after column 0.
-  for (genvar c = 0; c < COLS; c++) begin : g_deskew
-    bfp_delay #(
-        .W(ACC),
-        .D(COLS - 1 - c)
-    ) u_deskew (
-        .clk(clk),
-        .rst(rst),
-        .en(advance),
-        .d(acc_bottom[c]),
-        .q(y_acc[c])
-    );
-  end
 
   // Valid and last travel beside the data; reset clears them.
   bfp_delay #(
