@@ -10,6 +10,10 @@ real ``session.run`` and a sleep of ``--gap-ms``, in one run:
   handler), against ``bytes``, the fixed-signature path, the response serialized at
   load followed by the request id and raw output fields (serve/codec.py; both decode
   to the same message, tests/server/test_codec.py);
+- **decode**: ``codec``, bwserve's ``Codec.decode`` and ``check_requested`` (every check
+  of the request against the signature), against ``frombuffer``, the obvious server's
+  ``np.frombuffer(...).reshape(...)`` per input with no check, and ``parse``, the
+  request's protobuf parse alone (done by gRPC before either handler runs);
 - **run**: ``session.run`` (what backends/cpu.py does) against onnxruntime's IO
   binding with the output pre-bound to a buffer made once (``run_with_iobinding``),
   the issue's "pre-bound outputs where it helps".
@@ -33,7 +37,10 @@ import onnxruntime as ort
 
 from backends.cpu import CpuBackend
 from models.examples import digits, mlp
+from protos import inference_pb2 as pb
+from serve.client import build_request
 from serve.codec import Codec
+from serve.datatypes import NUMPY
 from serve.deploy import prepare
 
 
@@ -73,6 +80,20 @@ def compare(model: onnx.ModelProto, requests: int, gap_s: float) -> dict[str, di
     encode = {"message": lambda: codec.encode(outputs, every, "req-1"),
               "bytes": lambda: codec.encode(outputs, None, "req-1")}
 
+    request = build_request("m", inputs)
+    wire = request.SerializeToString()
+
+    def decode_as_codec():
+        codec.decode(request)
+        codec.check_requested(request)
+
+    def decode_as_obvious():
+        {t.name: np.frombuffer(raw, dtype=NUMPY[t.datatype]).reshape(tuple(t.shape))
+         for t, raw in zip(request.inputs, request.raw_input_contents)}
+
+    decode = {"codec": decode_as_codec, "frombuffer": decode_as_obvious,
+              "parse": lambda: pb.ModelInferRequest.FromString(wire)}
+
     binding = session.io_binding()
     bound = {n: np.empty_like(outputs[n]) for n in names}
     for name, array in bound.items():
@@ -89,6 +110,7 @@ def compare(model: onnx.ModelProto, requests: int, gap_s: float) -> dict[str, di
         np.testing.assert_allclose(bound[name], outputs[name], rtol=1e-6)
     run = {"session.run": lambda: session.run(names, inputs, options), "io binding": run_bound}
     result = {"encode": alternate(encode, lambda: backend.run(inputs), requests, gap_s),
+              "decode": alternate(decode, lambda: backend.run(inputs), requests, gap_s),
               "run": alternate(run, lambda: None, requests, gap_s)}
     backend.close()
     return result
@@ -96,7 +118,7 @@ def compare(model: onnx.ModelProto, requests: int, gap_s: float) -> dict[str, di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=3000, help="calls per model and step, half each way")
+    parser.add_argument("--requests", type=int, default=3000, help="calls per model and step, shared among its ways")
     parser.add_argument("--gap-ms", type=float, default=1.5, help="idle time before each call")
     args = parser.parse_args()
     print(f"{args.requests} calls per model and step, {args.gap_ms} ms idle before each; "
