@@ -43,6 +43,7 @@ module bfp_array #(
     input  logic signed [  EXPW:0] acc_exp,
     input  logic        [PSUM-1:0] x_left [  ROWS],  // row r's input, sign-extended, delayed r + r/BLOCK cycles
     input  logic signed [EXPW-1:0] x_exp  [ROWS/BLOCK],
+    input  logic                   x_valid,          // x_left[0] and x_exp carry an accepted vector
     output logic signed [ ACC-1:0] y_acc  [  COLS]   // one result vector, de-skewed
 );
   localparam int NBLK = ROWS / BLOCK;
@@ -104,6 +105,8 @@ module bfp_array #(
     logic [SHW-1:0] e_skew[ED*NBLK];  // stage k of block b's exponent skew: [k*NBLK + b]
     logic [SHW-1:0] w_e[NBLK*COLS];  // combiner (b, c)'s weight exponent: [b*COLS + c]
     logic [SHW-1:0] x_e[NBLK*COLS];  // combiner (b, c)'s input exponent, passed right
+    logic e_valid[ED*NBLK];  // beside e_skew and x_e: the exponent is an accepted vector's
+    logic x_ev[NBLK*COLS];
     logic signed [ACC-1:0] acc[NBLK*COLS];  // combiner (b, c)'s accumulator
     // Below combiner (b, c): the hand-off to the next block's combiner (BLOCK stages)
     // or, below the last block, the de-skew (COLS-1-c stages).
@@ -123,21 +126,34 @@ module bfp_array #(
         end
         for (int c = COLS - 1; c > 0; c--) x_e[b*COLS+c] = x_e[b*COLS+c-1];
         x_e[b*COLS] = e_skew[((b + 1) * (BLOCK + 1) - 2)*NBLK+b];
+        for (int c = COLS - 1; c > 0; c--) x_ev[b*COLS+c] = x_ev[b*COLS+c-1];
+        x_ev[b*COLS] = e_valid[((b + 1) * (BLOCK + 1) - 2)*NBLK+b];
+        // A combiner holding a bubble keeps its accumulator (a clock enable): that
+        // output is never taken. In simulation this skips the combiners' arithmetic,
+        // their largest cost, in the cycles a tile fills and drains the array.
         for (int c = 0; c < COLS; c++) begin
-          if (b == 0) begin
-            acc[c] = block_acc(psum[BLOCK-1][c], w_e[c] + x_e[c] - SHW'(acc_exp), '0);
-          end else begin
-            acc[b*COLS+c] = block_acc(psum[(b+1)*BLOCK-1][c], w_e[b*COLS+c] + x_e[b*COLS+c] - SHW'(acc_exp),
-                                      acc_dly[BLOCK-1][(b-1)*COLS+c]);
+          if (x_ev[b*COLS+c]) begin
+            if (b == 0) begin
+              acc[c] = block_acc(psum[BLOCK-1][c], w_e[c] + x_e[c] - SHW'(acc_exp), '0);
+            end else begin
+              acc[b*COLS+c] = block_acc(psum[(b+1)*BLOCK-1][c], w_e[b*COLS+c] + x_e[b*COLS+c] - SHW'(acc_exp),
+                                        acc_dly[BLOCK-1][(b-1)*COLS+c]);
+            end
           end
         end
       end
       for (int k = ED - 1; k > 0; k--) begin
         for (int b = 0; b < NBLK; b++) begin
-          if (k < (b + 1) * (BLOCK + 1) - 1) e_skew[k*NBLK+b] = e_skew[(k-1)*NBLK+b];
+          if (k < (b + 1) * (BLOCK + 1) - 1) begin
+            e_skew[k*NBLK+b] = e_skew[(k-1)*NBLK+b];
+            e_valid[k*NBLK+b] = e_valid[(k-1)*NBLK+b];
+          end
         end
       end
-      for (int b = 0; b < NBLK; b++) e_skew[b] = SHW'(x_exp[b]);
+      for (int b = 0; b < NBLK; b++) begin
+        e_skew[b] = SHW'(x_exp[b]);
+        e_valid[b] = x_valid;
+      end
       // Each PE latches its left neighbour's x (row r's first, the skewed input) and
       // adds its product with it to the partial sum from above, which starts from
       // zero at a block's first row. Only 32- or 64-bit words, whole rows at a time,

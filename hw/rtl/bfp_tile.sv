@@ -122,6 +122,7 @@ module bfp_tile #(
       .acc_exp(acc_exp_r),
       .x_left(x_left),
       .x_exp(x_exp),
+      .x_valid(x_fire),
       .y_acc(y_acc)
   );
 
