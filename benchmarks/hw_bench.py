@@ -6,10 +6,12 @@ and the build time cold (empty cache) and cached.
 A tile is the array's weights (rows x cols) times `--vectors` input vectors: the
 default preset's 16x16 array with 16 vectors is a 16x16x16 tile. Both wall time and
 this thread's CPU time are printed: on a shared machine the CPU time is the steadier,
-and each figure is the best of `--repeat` runs. A second C-ABI line runs tiles of
-`--long-vectors` vectors, where the per-call cost (Python, ctypes, start and drain)
-is spread over many cycles: the simulator's own rate. The load average is printed
-before and after. Never a test: numbers depend on the machine (see benchmarks/README.md).
+and each figure is the best of `--repeat` runs. A "C ABI bare" line calls
+``bw_run_tile`` through ctypes without ``TileSim`` (no Python checks or copies); another
+C-ABI line runs tiles of `--long-vectors` vectors, where the per-call cost (Python,
+ctypes, start and drain) is spread over many cycles: the simulator's own rate. The load
+average is printed before and after. Never a test: numbers depend on the machine (see
+benchmarks/README.md).
 """
 from __future__ import annotations
 
@@ -65,6 +67,27 @@ def bench_build(cfg):
     print(f"build {cfg.name()}: cold (empty cache, runtime included) {cold:.1f} s, cached {cached * 1e3:.1f} ms")
 
 
+def bench_bare(cfg, t, n_tiles, repeat) -> None:
+    """``bw_run_tile`` called straight through ctypes on prepared int32 buffers: the C ABI
+    without ``TileSim.run_tile``'s own Python (argument checks, copies in and out)."""
+    from hw.sim import load_library
+
+    lib = load_library(cfg)
+    h = lib.bw_create()
+    try:
+        lib.bw_reset(h)
+        lib.bw_load_weights(h, np.ascontiguousarray(t.w_mant, np.int32), np.ascontiguousarray(t.w_exp, np.int32))
+        xm, xe = np.ascontiguousarray(t.x_mant, np.int32), np.ascontiguousarray(t.x_exp, np.int32)
+        y = np.zeros((len(xm), cfg.cols), np.int64)
+        args = (h, xm.ctypes.data, xe.ctypes.data, len(xm), int(t.acc_exp), y.ctypes.data, 0, 1)
+        per_tile = lib.bw_run_tile(*args)
+        assert per_tile == cycles.tile_cycles(cfg, len(xm)) and np.array_equal(y, t.golden(cfg).acc)
+        wall, cpu = timed(lambda: lib.bw_run_tile(*args), n_tiles, repeat)
+    finally:
+        lib.bw_free(h)
+    report("C ABI bare", n_tiles, n_tiles * per_tile, wall, cpu)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="default", choices=sorted(PRESETS))
@@ -92,6 +115,7 @@ def main() -> None:
     assert np.array_equal(got, want)
     wall, cpu = timed(lambda: sim.run_tile(t.x_mant, t.x_exp, t.acc_exp), args.tiles, args.repeat)
     report("C ABI", args.tiles, args.tiles * per_tile, wall, cpu)
+    bench_bare(cfg, t, args.tiles, args.repeat)
     long = random_tile(cfg, np.random.default_rng(1), args.long_vectors)
     sim.load_weights(long.w_mant, long.w_exp)
     assert np.array_equal(sim.run_tile(long.x_mant, long.x_exp, long.acc_exp)[0], long.golden(cfg).acc)
