@@ -58,6 +58,17 @@ module bfp_array #(
   localparam logic signed [ACC-1:0] MAX = {1'b0, {(ACC - 1) {1'b1}}};
   localparam logic signed [ACC-1:0] MIN = {1'b1, {(ACC - 1) {1'b0}}};
 
+  // The processing element: PE(r, c)'s multiply-accumulate, psum_in + w * x. Its
+  // operands come sign-extended to PSUM bits, so PSUM-bit modular arithmetic gives
+  // exactly the signed result: the low PSUM bits of a product or sum do not depend on
+  // the bits above them, and the exact signed sum of a block's products fits in PSUM
+  // bits (2*MANT + log2(BLOCK)). Hence no sign extension per PE per cycle, and one
+  // machine word per operand, which g++ vectorises across a row of PEs.
+  function automatic logic [PSUM-1:0] pe_mac(input logic [PSUM-1:0] psum_in, input logic [PSUM-1:0] w,
+                                             input logic [PSUM-1:0] x);
+    return psum_in + w * x;
+  endfunction
+
   // One block step of the exact arithmetic (hw/golden.py specifies it):
   //   aligned = shift >= 0 ? sat(sum << shift) : round_half_even(sum / 2**-shift)
   //   result  = sat(acc + aligned)
@@ -154,17 +165,17 @@ module bfp_array #(
         e_skew[b] = SHW'(x_exp[b]);
         e_valid[b] = x_valid;
       end
-      // Each PE latches its left neighbour's x (row r's first, the skewed input) and
-      // adds its product with it to the partial sum from above, which starts from
-      // zero at a block's first row. Only 32- or 64-bit words, whole rows at a time,
-      // no element computed unlike its neighbours: what g++ needs to vectorise.
+      // The PE grid. Each PE latches its left neighbour's x (row r's first, the skewed
+      // input) and its pe_mac of that x with the partial sum from above, which starts
+      // from zero at a block's first row. Only 32- or 64-bit words, whole rows at a
+      // time, no element computed unlike its neighbours: what g++ needs to vectorise.
       for (int r = 0; r < ROWS; r++) begin
         for (int c = COLS - 1; c > 0; c--) x[r][c] = x[r][c-1];
         x[r][0] = x_left[r];
       end
       for (int r = ROWS - 1; r >= 0; r--) begin
         for (int c = 0; c < COLS; c++) begin
-          psum[r][c] = (r % BLOCK == 0 ? '0 : psum[r-1][c]) + w[r][c] * x[r][c];
+          psum[r][c] = pe_mac(r % BLOCK == 0 ? '0 : psum[r-1][c], w[r][c], x[r][c]);
         end
       end
       // The outputs copy the last stages (duplicate flops that synthesis merges).
