@@ -1,7 +1,7 @@
 // A delay line of D registers that shift when `en` is high; D = 0 is a wire.
 //
-// Used for the input skew and the valid/last pipeline (the array keeps its own delay
-// lines: bfp_array). Data lines need no reset (what is in flight is marked by the
+// Used for the input skew and the valid/last pipeline (bfp_tile's datapath keeps its
+// own delay lines). Data lines need no reset (what is in flight is marked by the
 // valid pipeline); RESET = 1 clears the control lines, so a reset in the middle of a
 // tile drops everything in flight.
 //
