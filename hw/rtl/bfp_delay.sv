@@ -1,9 +1,9 @@
 // A delay line of D registers that shift when `en` is high; D = 0 is a wire.
 //
-// Used for the input skew and the valid/last pipeline (bfp_tile's datapath keeps its
-// own delay lines). Data lines need no reset (what is in flight is marked by the
-// valid pipeline); RESET = 1 clears the control lines, so a reset in the middle of a
-// tile drops everything in flight.
+// Used for the valid/last pipeline (bfp_tile's datapath keeps its own delay lines,
+// and its input skew is a ring). Data lines need no reset (what is in flight is
+// marked by the valid pipeline); RESET = 1 clears the control lines, so a reset in
+// the middle of a tile drops everything in flight.
 //
 // Two equivalent forms, picked for simulation speed: a line of at most 64 bits is
 // one packed shift register (Verilator shifts it as one machine word); a longer one

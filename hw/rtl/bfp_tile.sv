@@ -108,22 +108,31 @@ module bfp_tile #(
       .advance(advance)
   );
 
-  // Input skew: row r enters at its vertical stage, r + (its block index). The
-  // mantissas travel sign-extended to PSUM bits (see below). The skew stays out
-  // of the array's process: row 0 takes its input undelayed, and the array's first
-  // column vectorises only if every row's input comes from one array (x_left).
+  // Input skew: row r enters at its vertical stage, r + r/BLOCK cycles late. The
+  // mantissas travel sign-extended to PSUM bits (see below). Row 0 takes its input
+  // undelayed; the others read a ring of the last 2**SA input vectors, written at
+  // x_ptr when the pipeline advances, row r at the entry r + r/BLOCK writes back:
+  // the same as a shift register per row, but nothing moves, so simulating it costs
+  // one vector's write and a read per row instead of a move per stage. The ring
+  // stays out of the datapath's process: a store at a variable index there keeps
+  // g++ from vectorising the PE grid, and the grid's first column vectorises only if
+  // every row's input comes from one array (x_left).
+  localparam int SKEW = ROWS - 1 + (ROWS - 1) / BLOCK;  // the longest delay
+  localparam int SA = $clog2(SKEW + 1);  // ring index bits: 2**SA > SKEW entries
+  logic [PSUM-1:0] x_ring[2**SA][ROWS];
+  logic [SA-1:0] x_ptr;
+  always_ff @(posedge clk) begin
+    if (advance) begin
+      for (int r = 0; r < ROWS; r++) x_ring[x_ptr][r] <= PSUM'(x_mant[r]);
+    end
+  end
+  // Any start works; the reset keeps a four-state simulation out of X. (In the ring's
+  // process, the reset costs the simulation 30 instructions per clock.)
+  always_ff @(posedge clk) x_ptr <= rst ? '0 : x_ptr + SA'(advance);
   logic [PSUM-1:0] x_left[ROWS];
-  for (genvar r = 0; r < ROWS; r++) begin : g_skew
-    bfp_delay #(
-        .W(PSUM),
-        .D(r + r / BLOCK)
-    ) u_skew (
-        .clk(clk),
-        .rst(rst),
-        .en(advance),
-        .d(PSUM'(x_mant[r])),
-        .q(x_left[r])
-    );
+  assign x_left[0] = PSUM'(x_mant[0]);
+  for (genvar r = 1; r < ROWS; r++) begin : g_skew
+    assign x_left[r] = x_ring[x_ptr-SA'(r+r/BLOCK)][r];
   end
 
   // w_exp + x_exp - acc_exp spans [-2**(EXPW+1)+1, 2**(EXPW+1)-2]: EXPW+2 bits.
