@@ -34,7 +34,7 @@ PKG_DIR = Path(__file__).resolve().parent
 RTL_DIR = PKG_DIR / "rtl"
 HARNESS = PKG_DIR / "csrc" / "harness.cpp"
 TOP = "bfp_tile"
-_FORMAT = 2  # bump when this file changes how builds are made
+_FORMAT = 3  # bump when this file changes how builds are made
 
 # Splitting the generated C++ into files and functions of bounded size keeps g++
 # from going superlinear on one huge function and lets the files compile in parallel.
@@ -60,6 +60,12 @@ CXX_FLAGS = (
 # Hidden visibility makes the calls between the model's functions direct (the
 # harness exports its C ABI explicitly).
 MODEL_OPT = ("-O3", "-march=native", "-fvisibility=hidden")
+# Link-time optimisation across the model's files and the harness (GCC only here:
+# clang's -flto needs a linker plugin that a plain GNU ld may lack): Verilator's
+# per-evaluation functions (eval_step, eval, the triggers, the regions, the split
+# sequential functions) inline into each other and the harness's clock loop. 1576
+# vs 1719 instructions per simulated clock (valgrind, AVX2 build, 16x16x16 tiles).
+LTO = "-flto"
 # *__Slow.cpp files only construct the model; optimising them costs build time for nothing.
 SLOW_OPT = "-O0"
 LD_FLAGS = ("-shared", "-pthread", "-latomic")
@@ -172,15 +178,20 @@ def model_key(cfg: HwConfig) -> str:
         "kind": "cabi", "f": _FORMAT, "params": cfg.verilog_params(),
         "rtl": _file_hashes(rtl_sources()), "harness": _file_hashes([HARNESS]),
         "verilator": tool.version, "vflags": VERILATOR_FLAGS, "cxx": cxx_version,
-        "cxxflags": CXX_FLAGS, "opt": MODEL_OPT, "target": native_target(), "slow": SLOW_OPT,
+        "cxxflags": CXX_FLAGS, "opt": MODEL_OPT, "lto": _lto(cxx_version), "target": native_target(), "slow": SLOW_OPT,
         "ldflags": LD_FLAGS,
     })
+
+
+def _lto(cxx_version: str) -> list[str]:
+    return [] if "clang" in cxx_version else [LTO]
 
 
 def build_model(cfg: HwConfig) -> Path:
     """Build (or find in the cache) the C-ABI shared object for ``cfg``; return its path."""
     tool = find_verilator()
     cxx, cxx_version = find_cxx()
+    lto = _lto(cxx_version)
     key = model_key(cfg)
     runtime = _runtime(tool, cxx, cxx_version)
     so_name = f"libbw_{key}.so"
@@ -192,10 +203,10 @@ def build_model(cfg: HwConfig) -> Path:
         write_params_header(cfg, obj / "bw_params.h")
         inc = [f"-I{obj}", f"-I{tool.include}", f"-I{tool.include / 'vltstd'}"]
         sources = sorted(obj.glob(f"V{TOP}*.cpp")) + [HARNESS]
-        jobs = [[cxx, *CXX_FLAGS, *([SLOW_OPT] if s.name.endswith("__Slow.cpp") else MODEL_OPT), *inc,
+        jobs = [[cxx, *CXX_FLAGS, *([SLOW_OPT] if s.name.endswith("__Slow.cpp") else [*MODEL_OPT, *lto]), *inc,
                  "-c", s, "-o", obj / (s.stem + ".o")] for s in sources]
         _compile_all(jobs, obj)
-        _run([cxx, *LD_FLAGS, "-o", tmp / so_name, *[obj / (s.stem + ".o") for s in sources], *runtime])
+        _run([cxx, *LD_FLAGS, *MODEL_OPT, *lto, "-o", tmp / so_name, *[obj / (s.stem + ".o") for s in sources], *runtime])
         (tmp / "config.json").write_text(json.dumps({"name": cfg.name(), **cfg.verilog_params()}))
         shutil.rmtree(obj)  # keep only the shared object: a cache entry stays small
 
