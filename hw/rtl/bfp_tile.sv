@@ -270,12 +270,15 @@ module bfp_tile #(
       for (int c = 0; c < COLS - 1; c++) y_acc[c] <= acc_dly[COLS-2-c][(NBLK-1)*COLS+c];
       y_acc[COLS-1] <= acc[NBLK*COLS-1];
     end
-    // Weights load a row at a time, whether or not the pipeline advances.
-    for (int r = 0; r < ROWS; r++) begin
-      if (w_load[r]) begin
-        for (int c = 0; c < COLS; c++) w[r][c] = PSUM'(w_mant[c]);
-        if (r % BLOCK == BLOCK - 1) begin
-          for (int c = 0; c < COLS; c++) w_e[(r/BLOCK)*COLS+c] = SHW'(w_exp[c]);
+    // Weights load a row at a time, whether or not the pipeline advances. (One test
+    // while no row loads, rather than one per row: 20 instructions per simulated clock.)
+    if (w_load != '0) begin
+      for (int r = 0; r < ROWS; r++) begin
+        if (w_load[r]) begin
+          for (int c = 0; c < COLS; c++) w[r][c] = PSUM'(w_mant[c]);
+          if (r % BLOCK == BLOCK - 1) begin
+            for (int c = 0; c < COLS; c++) w_e[(r/BLOCK)*COLS+c] = SHW'(w_exp[c]);
+          end
         end
       end
     end
