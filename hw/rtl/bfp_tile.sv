@@ -18,22 +18,25 @@
 // The accumulator of a result is acc * 2**acc_exp (hw/golden.py defines it exactly).
 //
 // The datapath: the systolic array, one combiner row closing each exponent block, the
-// exponent skew and the output de-skew.
+// exponent skew and the output de-skew. It is this module's clocked process p_datapath
+// rather than a module of its own, and the PE is the function pe_mac rather than a
+// module instance, for simulation speed: Verilator 5.006 copies every unpacked array
+// port of an inlined module on each evaluation (hw/README.md, Performance).
 //
 // Dataflow: PE(r, c) holds weight W[r][c]. Input mantissa x[r] enters row r from the
-// left (the input skew delays row r by r + r/BLOCK cycles) and moves one column per cycle;
-// the block's integer partial sum moves down one row per cycle. Below the last row of
-// each block a combiner stage scales the block sum by 2**(w_exp + x_exp - acc_exp)
-// into the column's accumulator (block_acc), which is handed down through a
+// left (the input skew delays row r by r + r/BLOCK cycles) and moves one column per
+// cycle; the block's integer partial sum moves down one row per cycle. Below the last
+// row of each block a combiner stage scales the block sum by 2**(w_exp + x_exp -
+// acc_exp) into the column's accumulator (block_acc), which is handed down through a
 // BLOCK-deep delay, matching the next block's PE rows, to the next block's combiner.
 // So each column is a vertical pipeline of ROWS + ROWS/BLOCK stages. A block's
 // exponent waits in a skew until its block sum reaches the combiner and then moves
 // right along the combiner row like x; column c's result waits COLS-1-c cycles in
 // the de-skew, so that one output beat carries a whole result vector.
 //
-// Every register here is a variable of the one clocked process below, written with
-// blocking assignments in an order that reads each register before it is overwritten
-// (the stages downstream first), and read by no other process; the outputs are
+// Every register of the datapath is a variable of p_datapath, written with blocking
+// assignments in an order that reads each register before it is overwritten (the
+// stages downstream first), and read by no other process; the outputs are
 // copies of the last stages, assigned non-blocking. This is ordinary synthesizable RTL
 // (a variable read before it is written infers a flop), chosen for simulation speed:
 // each stage becomes straight-line C++ over plain arrays, which g++ vectorises across
