@@ -12,9 +12,11 @@ one run measures with the same client (``serve.bench.run_load``):
 
 Rounds alternate the servers (in a rotated order each round) so that drift on a
 shared machine hits all of them alike; each point pools its rounds. Ratios
-within one run are what counts; absolute numbers drift from run to run.
+within one run are what counts; absolute numbers drift from run to run. ``--twin``
+adds a second bwserve process, the A/A control; ``--restart`` starts every server
+afresh each round, since one process can stay lucky or unlucky for a whole run.
 
-    .venv/bin/python benchmarks/serving.py [--requests 1000] [--rounds 5] [--no-kserve] [--twin]
+    .venv/bin/python benchmarks/serving.py [--requests 1000] [--rounds 5] [--no-kserve] [--twin] [--restart]
 """
 from __future__ import annotations
 
@@ -153,24 +155,21 @@ def server_stats(address: str, model: str) -> np.ndarray:
     return np.array([s.success.count] + [getattr(s, stage).ns for stage in STAGES], dtype=np.int64)
 
 
-def measure(servers, models, names, concurrencies, requests, args) -> dict[tuple, Point]:
-    """Every (model, concurrency, server) point once per round, servers interleaved."""
-    points: dict[tuple, Point] = {}
-    for r in range(args.rounds):
-        order = names[r % len(names):] + names[:r % len(names)]  # rotate: no server always goes first
-        print(f"round {r + 1}/{args.rounds} ({' '.join(order)}), load {os.getloadavg()[0]:.2f}", flush=True)
-        for model in models:
-            for c in concurrencies:
-                for name in order:
-                    address = servers[model, name].address
-                    point = points.setdefault((model, c, name), Point())
-                    before = server_stats(address, model) if name == "bwserve" else None
-                    result = run_load(address, requests[model], concurrency=c,
-                                      requests=args.requests, duration=args.duration, warmup=args.warmup)
-                    if before is not None:  # warm-up requests included: a small bias, same in every round
-                        point.server_ns += server_stats(address, model) - before
-                    point.add(result)
-    return points
+def measure_round(r, servers, models, names, concurrencies, requests, args, points: dict[tuple, Point]) -> None:
+    """Every (model, concurrency, server) point once, servers interleaved, into ``points``."""
+    order = names[r % len(names):] + names[:r % len(names)]  # rotate: no server always goes first
+    print(f"round {r + 1}/{args.rounds} ({' '.join(order)}), load {os.getloadavg()[0]:.2f}", flush=True)
+    for model in models:
+        for c in concurrencies:
+            for name in order:
+                address = servers[model, name].address
+                point = points.setdefault((model, c, name), Point())
+                before = server_stats(address, model) if name == "bwserve" else None
+                result = run_load(address, requests[model], concurrency=c,
+                                  requests=args.requests, duration=args.duration, warmup=args.warmup)
+                if before is not None:  # warm-up requests included: a small bias, same in every round
+                    point.server_ns += server_stats(address, model) - before
+                point.add(result)
 
 
 def report(points, run_p50, models, names, concurrencies) -> str:
@@ -258,6 +257,9 @@ def main() -> None:
     parser.add_argument("--twin", action="store_true",
                         help="add a second bwserve process: how far two identical servers differ in one run "
                              "(the noise every other ratio carries)")
+    parser.add_argument("--restart", action="store_true",
+                        help="start every server afresh each round: a process's own luck (where its threads "
+                             "and memory land) can last a whole run, and a fresh start each round averages it out")
     args = parser.parse_args()
 
     names = [n for n in SERVERS if n != "kserve" or not args.no_kserve] + ([TWIN] if args.twin else [])
@@ -283,19 +285,26 @@ def main() -> None:
             expected[model] = backend.run(inputs[model])
             backend.close()
 
-        servers = start_servers(names, repo, models, requests, work)
+        started = datetime.datetime.now().isoformat(timespec="minutes")
+        points: dict[tuple, Point] = {}
+        servers: dict = {}
         try:
-            for (model, name), server in servers.items():
-                if name != "empty":
-                    check_outputs(server.address, requests[model], expected[model])
-            started = datetime.datetime.now().isoformat(timespec="minutes")
-            points = measure(servers, models, names, args.concurrency, requests, args)
+            for r in range(args.rounds):
+                if not servers or args.restart:
+                    for server in servers.values():
+                        server.stop()
+                    servers = start_servers(names, repo, models, requests, work)
+                    for (model, name), server in servers.items():
+                        if name != "empty":
+                            check_outputs(server.address, requests[model], expected[model])
+                measure_round(r, servers, models, names, args.concurrency, requests, args, points)
         finally:
             for server in servers.values():
                 server.stop()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\n{started}, {describe_tree()}, {platform.node()}, {os.cpu_count()} cores, load average {load} "
-          f"at the end; {args.rounds} rounds x {args.requests} requests per point\n")
+          f"at the end; {args.rounds} rounds x {args.requests} requests per point"
+          + (", servers restarted each round" if args.restart else "") + "\n")
     print("session.run p50 (us): " + ", ".join(f"{m} {v:.0f}" for m, v in run_p50.items()) + "\n")
     print(report(points, run_p50, models, names, args.concurrency))
 
