@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -192,15 +194,17 @@ def test_model_uploads_and_config_overrides_are_refused_not_ignored(fresh) -> No
     assert _digits_ok(client), "the served version is untouched"
 
 
+def _dead_pid() -> str:
+    """The pid of a process that has exited (a writer killed mid-write)."""
+    return subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_only_dead_writers_of_this_pid_namespace_lose_their_temp_dirs(tmp_path) -> None:
     """A repository on a shared volume: a pid from another host or container means nothing here."""
-    import subprocess
-    import sys
-
     from serve import repository
 
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    gone = _dead_pid()
     ours = repository._WRITER_NAMESPACE
     names = {f".tmp-{gone}.{ours}-x": False,  # its writer died: deleted
              f".tmp-{os.getpid()}.{ours}-x": True,  # still being written
@@ -215,13 +219,9 @@ def test_only_dead_writers_of_this_pid_namespace_lose_their_temp_dirs(tmp_path) 
 def test_a_server_start_removes_what_dead_writers_left(tmp_path, digits_model) -> None:
     """Scratch folders of deploys and removals killed mid-write go when a server starts;
     a live writer's stays, and the model serves."""
-    import subprocess
-    import sys
-
     from serve import repository
 
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    gone = _dead_pid()
     ours = repository._WRITER_NAMESPACE
     repo = ModelRepository(tmp_path / "repo")
     add_model(repo, digits_model, "digits")
