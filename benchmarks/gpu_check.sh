@@ -2,10 +2,11 @@
 # GPU check for the gpu backend (issue 6), on a machine with an NVIDIA GPU.
 #
 # Makes a venv (.cache/gpu-venv) with the [gpu] extra, onnxruntime-gpu (never beside the
-# CPU onnxruntime: the two overwrite each other's files) and runs benchmarks/gpu_check.py. Without network access
-# (the lent H200 machine) the wheels come as the parts that benchmarks/gpu_stage.py writes
-# to .cache/gpu-wheels/parts/, one carried per `run` call (benchmarks/README.md,
-# "GPU (issue 6)"); with no parts anywhere it installs from the network instead.
+# CPU onnxruntime: the two overwrite each other's files), and runs benchmarks/gpu_check.py.
+# Without network access (the lent H200 machine) the wheels come as the parts that
+# benchmarks/gpu_stage.py writes to .cache/gpu-wheels/parts/, one carried per `run` call
+# (benchmarks/README.md, "GPU (issue 6)"); with no parts anywhere it installs from the
+# network instead.
 #
 #   benchmarks/gpu_check.sh --receive   check the GPU, verify the parts that arrived, keep them
 #                                       in $GPU_SPOOL and say which are still missing

@@ -206,7 +206,8 @@ def report(points, run_p50, models, names, concurrencies) -> str:
 def per_round(points, models, names, concurrencies) -> list[str]:
     """p50 ratios round by round: median [lowest, highest] and the rounds where the first server
     was faster. Each round measures both servers back to back, so drift between rounds cancels;
-    a ratio whose range straddles 1 as the A/A twin's does is no difference at all."""
+    the A/A twin's column is what no difference looks like. A median that stays off 1 run
+    after run (with --restart) is a real difference even when its range straddles 1."""
     pairs = [("bwserve", "obvious")] + ([(TWIN, "bwserve")] if TWIN in names else [])
     lines = ["| model | conc | " + " | ".join(f"{a}/{b} p50 per round" for a, b in pairs) + " |",
              "|---|---:|" + "---:|" * len(pairs)]

@@ -5,9 +5,10 @@ hidden temp directory beside the versions, fsyncs them and renames the directory
 into place, so a crash mid-deploy leaves at most a ``.tmp-*`` directory that
 ``versions`` never lists: the server loads the old version or the new one, never
 half of one. Temp directories carry their writer's process id and pid namespace, so
-that the next ``add`` or ``remove`` deletes those whose writer died (kill -9) and
-never one still being written, here or by a writer on another host or container
-sharing the volume (tests/hardening/test_deploy_kill9.py kills a real deploy).
+that the next ``add`` or ``remove`` in that folder, and every server start
+(``tidy``), deletes those whose writer died (kill -9) and never one still being
+written, here or by a writer on another host or container sharing the volume
+(tests/hardening/test_deploy_kill9.py kills a real deploy).
 """
 from __future__ import annotations
 
