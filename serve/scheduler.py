@@ -32,13 +32,17 @@ nothing else can start, so several instances would run one at a time. The
 decision reads the run alone, not the instance's whole turn: a turn through a
 worker includes the hand-offs, and judging by it kept a model that once left the
 loop on the slow path for good (measured under load: p50 1.43-1.57x the obvious
-server's, 1.02-1.19x with the run alone). A run that hangs inline is cancelled by
-the hang watchdog (``_watch``).
+server's, 1.02-1.19x with the run alone).
+
+Hangs: given ``spawn`` and ``hang_timeout_s``, a ``Watchdog`` (serve/watchdog.py)
+retires an instance whose run lasts too long, cancels the run and starts a
+replacement. Here the retired worker exits when it sees its slot's generation
+change, the inline path fails its request when its run was retired, and
+``_install`` puts the replacement in the slot and starts its worker.
 """
 from __future__ import annotations
 
 import asyncio
-import logging
 import itertools
 import math
 import threading
@@ -49,10 +53,10 @@ import numpy as np
 
 from backends.base import Backend
 from serve.admission import RESPONSE_SLACK
-from serve.errors import DeadlineExpired, InstanceHung, Overloaded, QueueFull, ShuttingDown
+from serve.errors import DeadlineExpired, Overloaded, QueueFull, ShuttingDown
 from serve.instances import INLINE, Device, Job, Result, deliver, group
+from serve.watchdog import Watchdog
 
-log = logging.getLogger("bwserve")
 DEFAULT_PRIORITY = 100  # requests without a `priority` parameter; smaller runs first
 # Longest median run made on the event loop (see the module docstring): what other
 # models' requests may wait for, against the 60-500 us of hand-offs it saves.
@@ -78,7 +82,6 @@ class ModelScheduler:
         self._queued = 0  # over every device; bounded by max_queue_size
         self._seq = itertools.count()
         self._closing = False
-        self._hang_timeout_s = hang_timeout_s
         # Devices whose requests may run inline (module docstring); emptied for good when
         # an inline run hangs.
         self._inline_devices = [d for d in self.devices if d.instances[0].inline_safe and len(d.instances) == 1]
@@ -86,9 +89,8 @@ class ModelScheduler:
         for index, device in enumerate(self.devices):
             for slot, backend in enumerate(device.instances):
                 self._start_worker(index, slot, backend)
-        if spawn is not None and hang_timeout_s is not None:
-            threading.Thread(target=self._watch, args=(spawn, hang_timeout_s), daemon=True,
-                             name=f"{name}-watchdog").start()
+        self._watchdog = None if spawn is None or hang_timeout_s is None else Watchdog(
+            name, self.devices, self._lock, hang_timeout_s, spawn, self._install, self._stop_inlining)
 
     def _start_worker(self, index: int, slot: int, backend: Backend) -> None:
         device = self.devices[index]
@@ -201,7 +203,7 @@ class ModelScheduler:
             stats = backend.last_device_stats()
         finally:
             with self._lock:
-                retired = device.current[slot] is not INLINE  # the watchdog found it hung
+                retired = device.current[slot] is not INLINE  # the watchdog found it hung (so there is one)
                 if not retired:
                     device.estimator.add(time.monotonic() - device.started[slot])
                     device.run_time.add((time.perf_counter_ns() - start) / 1e9)
@@ -210,7 +212,7 @@ class ModelScheduler:
                     device.current[slot] = None
             if retired:  # cancelled, or ended late: it fails as a hung worker's request does
                 backend.close()
-                raise self._hung(device, slot, (time.perf_counter_ns() - start) / 1e9, " on the event loop")
+                raise self._watchdog.hung(device, slot, (time.perf_counter_ns() - start) / 1e9, " on the event loop")
         return Result(outputs, start - submitted, end - start, backend.instance, stats, device.name)
 
     def _refusal(self, device: Device, ahead: int, finish: float, allowed: float) -> Exception:
@@ -257,57 +259,20 @@ class ModelScheduler:
                 device.current[slot] = None
         backend.close()  # its replacement serves in this slot now; its late result was dropped
 
-    def _watch(self, spawn: Callable[[int, int], Backend], timeout: float) -> None:
-        """Retire instances whose run has lasted over ``timeout`` s and start fresh ones.
+    def _install(self, index: int, slot: int, backend: Backend) -> None:
+        """Put the watchdog's replacement in a retired slot, free the slot and start its worker."""
+        device = self.devices[index]
+        with self._lock:
+            device.instances[slot] = backend
+            device.started[slot] = 0.0
+            device.busy -= 1
+            self.instances = [b for d in self.devices for b in d.instances]
+            self._start_worker(index, slot, backend)
+            device.cv.notify_all()
 
-        A Python thread cannot be killed, so the hung one is abandoned: its request
-        fails now with InstanceHung, a new instance (``spawn``: created, loaded,
-        warmed up) takes its slot, and the old thread exits, closing its backend,
-        if the run ever returns. The slot looks busy until the replacement is
-        ready, so nothing is routed to it meanwhile. The hung run is also asked to
-        stop (``Backend.cancel``), which matters most for a run inline on the event
-        loop: it blocks every model's requests. Its request fails once it stops,
-        and the model runs nothing inline any more: the inputs that hung it may
-        come again, and on a worker a hang blocks one instance, not the server.
-        """
-        while not self._closing:
-            time.sleep(min(1.0, timeout / 4))
-            hung = []
-            with self._lock:
-                now = time.monotonic()
-                for index, device in enumerate(self.devices):
-                    for slot, started in enumerate(device.started):
-                        if started and now - started > timeout and device.current[slot] is not None:
-                            device.generation[slot] += 1
-                            hung.append((index, slot, device.current[slot], now - started))
-                            device.current[slot] = None
-                            device.started[slot] = now  # busy until replaced
-            for index, slot, job, ran_s in hung:
-                device = self.devices[index]
-                log.error("model %s: %s instance %d hung for %.1f s%s; replacing it", self.name, device.name,
-                          slot, ran_s, " inline, on the event loop" if job is INLINE else "")
-                if job is INLINE:  # the loop's thread fails its request once the run stops
-                    self._inline_devices = []
-                else:
-                    deliver(job, None, self._hung(device, slot, ran_s))
-                device.instances[slot].cancel()  # only this thread replaces it: still the hung one
-                try:
-                    backend = spawn(index, slot)
-                except Exception as exc:  # the slot stays busy: one instance fewer, the rest serve
-                    log.error("model %s: cannot replace %s instance %d: %s", self.name, device.name, slot, exc)
-                    continue
-                with self._lock:
-                    device.instances[slot] = backend
-                    device.started[slot] = 0.0
-                    device.busy -= 1
-                    self.instances = [b for d in self.devices for b in d.instances]
-                    self._start_worker(index, slot, backend)
-                    device.cv.notify_all()
-
-    def _hung(self, device: Device, slot: int, ran_s: float, where: str = "") -> InstanceHung:
-        return InstanceHung(
-            f"model '{self.name}': {device.name} instance {slot} ran for {ran_s:.1f} s{where}, over the "
-            f"{self._hang_timeout_s:g} s limit; the instance is being replaced, retry")
+    def _stop_inlining(self) -> None:
+        """An inline run hung: run nothing on the event loop any more (the watchdog's module docstring)."""
+        self._inline_devices = []
 
     @staticmethod
     def _execute(backend: Backend, device: str, job: Job) -> float | None:
@@ -344,6 +309,8 @@ class ModelScheduler:
         """
         with self._lock:
             self._closing = True
+            if self._watchdog is not None:
+                self._watchdog.stop()
             for device in self.devices:
                 device.cv.notify_all()
         deadline = None if timeout is None else time.monotonic() + timeout
