@@ -43,8 +43,8 @@ class Job:
 
 
 # What ``Device.current`` holds for an instance running a request inline, on the
-# event loop's own thread (serve/scheduler.py): the watchdog sees the run, and the
-# loop thread fails the request itself once the run stops.
+# event loop's own thread (serve/scheduler.py): the watchdog (serve/watchdog.py) sees
+# the run, and the loop thread fails the request itself once the run stops.
 INLINE = object()
 
 
