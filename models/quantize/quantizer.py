@@ -7,6 +7,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from models.quantize.activations import ActivationRule
 from models.quantize.calibration import Calibration
 from models.quantize.export import apply_formats, quantized_weight, set_metadata, storage_bits
 from models.quantize.formats import Format, parse_format
@@ -26,24 +27,28 @@ def quantize_model(
     budget: float | None = None,
     candidates: Sequence[Format] | None = None,
     progress: Progress | None = None,
+    activations: ActivationRule | str = ActivationRule.FLOAT,
 ) -> QuantizeResult:
     """Quantise ``model``'s Conv/MatMul/Gemm weights (see the package docstring)."""
+    activations = ActivationRule(activations)
+    fixed = None if precision == AUTO else parse_format(precision)
+    if activations is ActivationRule.FPGA and Format.INT8 in {fixed, *(candidates or ())}:
+        raise ValueError("int8 (onnxruntime QDQ) is for cpu/gpu; the fpga runs block formats, fp16 or fp32")
     prepared = prepare(model)
     refs = find_weights(prepared)
     if not refs:
         raise ValueError("no Conv/MatMul/Gemm float32 weights to quantise")
-    evaluator = Evaluator(prepared, calibration) if calibration is not None else None
+    evaluator = Evaluator(prepared, calibration, activations) if calibration is not None else None
     alone: dict[str, dict[Format, Score]] = {}
     notes: list[str] = []
-    if precision == AUTO:
+    if fixed is None:
         if evaluator is None:
             raise ValueError("--precision auto needs calibration data")
         budget = DEFAULT_BUDGET if budget is None else budget
         pool = tuple(candidates) if candidates else DEFAULT_CANDIDATES
         formats, alone = choose_formats(prepared, refs, evaluator, budget, pool, progress)
     else:
-        fmt = parse_format(precision)
-        formats = {r.name: fmt for r in refs}
+        formats = {r.name: fixed for r in refs}
         budget = None
     if Format.INT8 in formats.values():
         samples = None if calibration is None else _model_shaped(prepared, calibration.x)
@@ -55,7 +60,8 @@ def quantize_model(
     else:
         quantised = apply_formats(prepared, refs, formats)
     final = evaluator.score(quantised) if evaluator else None
-    report = _report(precision, prepared, quantised, refs, formats, alone, evaluator, final, budget, notes)
+    report = _report(precision, prepared, quantised, refs, formats, alone, evaluator, final, budget, notes,
+                     activations)
     return QuantizeResult(quantised, {n: f.value for n, f in formats.items()}, report)
 
 
@@ -64,7 +70,8 @@ def _model_shaped(model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
     return [s.reshape(dims).astype(np.float32) for s in x]
 
 
-def _report(precision, prepared, quantised, refs, formats, alone, evaluator, final, budget, notes) -> QuantizeReport:
+def _report(precision, prepared, quantised, refs, formats, alone, evaluator, final, budget, notes,
+            activations) -> QuantizeReport:
     weights = {t.name: numpy_helper.to_array(t) for t in prepared.graph.initializer}
     layers = []
     for ref in refs:
@@ -87,7 +94,7 @@ def _report(precision, prepared, quantised, refs, formats, alone, evaluator, fin
         budget=budget, metric=evaluator.metric if evaluator else None,
         fp32_accuracy=evaluator.reference.accuracy if evaluator else None,
         accuracy=final.accuracy if final else None, output_error=final.rel_error if final else None,
-        notes=tuple(notes),
+        notes=tuple(notes), activations=activations,
     )
 
 

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import onnx
 
+from models.quantize.activations import ActivationRule
+
 
 @dataclass(frozen=True, slots=True)
 class LayerReport:
@@ -36,6 +38,7 @@ class QuantizeReport:
     accuracy: float | None = None
     output_error: float | None = None  # whole quantised model, relative, percent
     notes: tuple[str, ...] = field(default=())
+    activations: ActivationRule = ActivationRule.FLOAT  # what every score was measured under
 
     @property
     def average_bits(self) -> float:
@@ -75,6 +78,7 @@ class QuantizeReport:
             if self.budget is not None:
                 line += f"; budget {self.budget} ({self.metric})"
             console.print(line)
+            console.print(f"measured with {self.activations.description}")
         for note in self.notes:
             console.print(f"note: {escape(note)}")
 

@@ -9,6 +9,10 @@
 
 Layer errors do not add exactly, which is why step 3 re-measures the whole model after
 each move instead of trusting step 1's numbers.
+
+Every score is measured under one ``ActivationRule``: float activations (cpu, gpu) or
+each matrix op's input quantised like its weights (fpga, ``fpga_eval``). A format that
+is harmless with float inputs can lose far more once its inputs share its block scales.
 """
 from __future__ import annotations
 
@@ -18,9 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from models.quantize.activations import ActivationRule
 from models.quantize.calibration import Calibration
 from models.quantize.export import apply_formats, storage_bits
 from models.quantize.formats import Family, Format
+from models.quantize.fpga_eval import fpga_outputs
 from models.quantize.onnx_io import WeightRef, run, session
 
 # Formats ``auto`` may pick per layer. int8 is excluded: onnxruntime's int8 quantises
@@ -45,12 +51,17 @@ class Score:
 
 
 class Evaluator:
-    """Runs models on calibration data and compares them with the fp32 model."""
+    """Runs models on calibration data, with activations as ``activations`` says, and
+    compares them with the fp32 model (the same under either rule: fp32 layers keep
+    float inputs)."""
 
-    def __init__(self, reference: onnx.ModelProto, calibration: Calibration) -> None:
+    def __init__(self, reference: onnx.ModelProto, calibration: Calibration,
+                 activations: ActivationRule = ActivationRule.FLOAT) -> None:
         self.calibration = calibration
+        self.activations = ActivationRule(activations)
         self.evaluations = 0
-        self._ref_out = run(session(reference), calibration.x).astype(np.float64)
+        self._weight_shapes = {t.name: tuple(t.dims) for t in reference.graph.initializer}
+        self._ref_out = self._outputs(reference)
         self.reference = self._score_outputs(self._ref_out)
 
     @property
@@ -69,9 +80,14 @@ class Evaluator:
             accuracy = 100.0 * float(np.mean(predicted == self.calibration.y))
         return Score(100.0 * float(diff), accuracy)
 
+    def _outputs(self, model: onnx.ModelProto) -> np.ndarray:
+        if self.activations is ActivationRule.FPGA:
+            return fpga_outputs(model, self.calibration.x, self._weight_shapes).astype(np.float64)
+        return run(session(model), self.calibration.x).astype(np.float64)
+
     def score(self, model: onnx.ModelProto) -> Score:
         self.evaluations += 1
-        return self._score_outputs(run(session(model), self.calibration.x).astype(np.float64))
+        return self._score_outputs(self._outputs(model))
 
     def cost(self, score: Score) -> float:
         """What the budget limits: accuracy drop in points, else relative error in %."""
