@@ -56,13 +56,15 @@ def prepare(sources: Sequence[Path] | None, *, name: str | None = None, backend:
     """Everything ``serve deploy`` writes for one model version; raises before writing anything.
 
     ``calibration`` (a built-in set such as "mnist" or an .npz file, see models/quantize)
-    and ``budget`` feed ``--precision auto`` and int8's static calibration.
+    and ``budget`` feed ``--precision auto`` and int8's static calibration; formats for a
+    model that runs on the fpga are scored with its activation quantisation.
     """
     model, default_name, notes = load_source(sources, framework, progress)
     layer_formats: dict[str, str] = {}
     backend_options = dict(backend_options or {})
+    devices = tuple(d.strip() for d in backend.split(",") if d.strip())  # "cpu,fpga": both
     if precision != "fp32":
-        from models.quantize import load_calibration, quantize_model
+        from models.quantize import ActivationRule, load_calibration, quantize_model
 
         if precision == "auto" and calibration is None:
             raise InvalidModel("--precision auto chooses per-layer formats on calibration data: "
@@ -70,17 +72,18 @@ def prepare(sources: Sequence[Path] | None, *, name: str | None = None, backend:
         progress(f"quantising to {precision}")
         data = load_calibration(calibration) if calibration else None
         kwargs = {} if budget is None else {"budget": budget}
-        quantized = quantize_model(model, precision, calibration=data, **kwargs)
+        quantized = quantize_model(model, precision, calibration=data,
+                                   activations=ActivationRule.for_backends(devices), **kwargs)
         model, layer_formats = quantized.model, dict(quantized.layer_formats)
         backend_options = {**quantized.backend_options, **backend_options}
         report = quantized.report
         accuracy = (f", accuracy {report.accuracy:.2f}% vs fp32 {report.fp32_accuracy:.2f}% on {report.samples} "
-                    f"calibration samples" if report.accuracy is not None and report.fp32_accuracy is not None else "")
+                    f"calibration samples with {report.activations} activations"
+                    if report.accuracy is not None and report.fp32_accuracy is not None else "")
         notes.append(f"quantised to {precision}: {report.average_bits:.2f} bits per weight over "
                      f"{len(report.layers)} layers, {report.size_fp32_bytes / 1e3:.0f} kB -> "
                      f"{report.size_bytes / 1e3:.0f} kB{accuracy}")
     inputs, outputs = read_signature(model)
-    devices = tuple(d.strip() for d in backend.split(",") if d.strip())  # "cpu,fpga": both
     config = ModelConfig(
         name=name or default_name, backend=devices[0] if devices else backend,
         devices=devices if len(devices) > 1 else (), instances=instances, precision=precision,

@@ -29,7 +29,8 @@ the whole model). ``progress(done, total)`` is called after each calibration run
 ``activations`` (an ``ActivationRule``) is what every score is measured under: ``"float"``
 (default; cpu and gpu keep float activations) or ``"fpga"``: each Conv/MatMul/Gemm input
 quantised to its layer's format as the FPGA does, so that ``auto``'s choice holds its
-budget there (``fpga_eval``; ``serve deploy --backend fpga`` sets it). A format that is
+budget there (``fpga_eval``; ``serve deploy --backend fpga`` sets it, ``serve quantize``
+takes ``--activations fpga``). A format that is
 harmless on float inputs can cost much more once the inputs share its block scales.
 ``ActivationRule.for_backends(names)`` picks the rule for a deployment; the report says
 which rule its numbers were measured under. int8 is refused under ``"fpga"``.

@@ -26,6 +26,10 @@ def register(sub) -> None:
     p.add_argument("--input-scale", type=float, default=1.0,
                    help="multiply calibration inputs by this (e.g. 1/255 for a model trained on 0-1)")
     p.add_argument("--candidates", help="comma-separated formats auto may choose from (default: all but int8)")
+    p.add_argument("--activations", choices=("float", "fpga"), default="float",
+                   help="what the scores assume: float activations (cpu, gpu; the default), or fpga: each "
+                        "Conv/MatMul/Gemm input quantised to its layer's format, as `serve deploy --backend "
+                        "fpga` runs the model (choose this for a model meant for the fpga)")
     p.add_argument("-o", "--output", type=Path, help="where to write the quantised ONNX model")
     p.set_defaults(func=cmd_quantize, needs_runtime=True)
 
@@ -54,7 +58,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             def on_progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            result = quantize_model(model, args.precision, calibration, args.budget, candidates, on_progress)
+            result = quantize_model(model, args.precision, calibration, args.budget, candidates, on_progress,
+                                    activations=args.activations)
     except (ConversionError, ValueError) as exc:
         print(f"serve quantize: {exc}", file=sys.stderr)
         return 2

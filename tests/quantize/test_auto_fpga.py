@@ -15,7 +15,7 @@ from onnx import helper
 from models.examples.graph import dense_stack
 from models.quantize import ActivationRule, Calibration, Format, quantize_activations, quantize_model
 from models.quantize.export import quantized_weight
-from models.quantize.fpga_eval import fpga_outputs
+from models.quantize.fpga_eval import fpga_outputs, layer_formats
 from models.quantize.onnx_io import find_weights, initializer, prepare, run, session
 from tests.fpga.conftest import fpga, make_model
 
@@ -135,6 +135,39 @@ def test_report_says_which_activations_it_measured(outlier, searches) -> None:
         assert rule.description in console.export_text()
     fixed = quantize_model(outlier[0], "msfp12", calibration=outlier[1], activations="fpga")
     assert fixed.report.accuracy == pytest.approx(numpy_fpga_accuracy(outlier[0], fixed.layer_formats, outlier[1]))
+
+
+@pytest.fixture(scope="module")
+def files(outlier, tmp_path_factory):
+    """The outlier model and its calibration data as files, for the commands."""
+    model, data = outlier
+    folder = tmp_path_factory.mktemp("outlier")
+    onnx.save(model, str(folder / "outlier.onnx"))
+    np.savez(folder / "calib.npz", x=data.x, y=data.y)
+    return folder / "outlier.onnx", folder / "calib.npz"
+
+
+@pytest.mark.parametrize("backend", ["fpga", "cpu", "cpu,fpga"])
+def test_deploy_scores_as_its_backends_compute(files, searches, backend: str) -> None:
+    from serve.deploy import prepare as deploy
+
+    rule = ActivationRule.FPGA if "fpga" in backend else ActivationRule.FLOAT
+    model_file, calib = files
+    prepared = deploy([model_file], backend=backend, precision="auto", calibration=str(calib), budget=BUDGET)
+    assert prepared.config.layer_formats == searches[rule].layer_formats
+    assert f"with {rule} activations" in " ".join(prepared.notes)
+
+
+def test_quantize_command_takes_the_rule(files, searches, tmp_path, capsys) -> None:
+    from serve.cli import main
+
+    model_file, calib = files
+    out = tmp_path / "q.onnx"
+    assert main(["quantize", str(model_file), "--precision", "auto", "--calibration", str(calib),
+                 "--budget", str(BUDGET), "--activations", "fpga", "-o", str(out)]) == 0
+    assert ActivationRule.FPGA.description in " ".join(capsys.readouterr().out.split())
+    written = {name: fmt.value for name, fmt in layer_formats(onnx.load(str(out))).items()}
+    assert written == searches[ActivationRule.FPGA].layer_formats
 
 
 def test_int8_is_refused_for_the_fpga(outlier) -> None:
