@@ -3,24 +3,28 @@
     sim = TileSim(cfg)                     # builds or reuses the cached model
     sim.load_weights(w_mant, w_exp)        # -> cycles
     acc, cycles = sim.run_tile(x_mant, x_exp, acc_exp)
+    runs = sim.run_tiles(x_mant, x_exp, acc_exp, w_mant=w_mant, w_exp=w_exp)  # many tiles, one call
     sim.reset(); sim.poke("x_valid", 1); sim.tick(); sim.peek("x_ready")
 
 Operands are shaped as in :mod:`hw.golden`; ``acc`` is (T, cols) int64, bit-exact
-with ``golden.tile_matmul(...).acc``.
+with ``golden.tile_matmul(...).acc``. ``run_tiles`` takes stacks of them (a leading
+tile axis) and crosses into C once for all: a ctypes call and its numpy copies cost
+a few microseconds, as much as a short tile's simulation.
 """
 from __future__ import annotations
 
 import ctypes
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from hw import build
 from hw.config import HwConfig
 
-__all__ = ["TileSim", "SimError", "load_library"]
+__all__ = ["TileSim", "TileRuns", "SimError", "load_library"]
 
-_ABI_VERSION = 1
+_ABI_VERSION = 2
 _ERRORS = {-1: "timed out (the tile never finished)", -2: "protocol error", -3: "busy: the array is running a tile"}
 _I32P = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
 _libs: dict[Path, ctypes.CDLL] = {}
@@ -55,6 +59,10 @@ def load_library(cfg: HwConfig) -> ctypes.CDLL:
     lib.bw_run_tile.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32,
                                 ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32]
     lib.bw_run_tile.restype = ctypes.c_int64
+    p = ctypes.c_void_p
+    lib.bw_run_tiles.argtypes = [p, ctypes.c_int32, p, p, p, p, p, p, ctypes.c_int32, ctypes.c_int32, p, p, p,
+                                 ctypes.c_uint32, ctypes.c_uint32]
+    lib.bw_run_tiles.restype = ctypes.c_int64
     lib.bw_poke.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int32, ctypes.c_uint64]
     lib.bw_peek.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int32, ctypes.POINTER(ctypes.c_uint64)]
     lib.bw_eval.argtypes = [ctypes.c_void_p]
@@ -72,6 +80,22 @@ def _i32(a, shape) -> np.ndarray:
     a = np.ascontiguousarray(a, dtype=np.int32)
     _check_shape(a, shape)
     return a
+
+
+def _stack(name: str, a, shape: tuple) -> np.ndarray:
+    """``a`` as a C-contiguous int32 array of ``shape``, whose str entries name free axes."""
+    a = np.ascontiguousarray(a, dtype=np.int32)
+    if a.ndim != len(shape) or any(got != want for got, want in zip(a.shape, shape) if isinstance(want, int)):
+        raise ValueError(f"{name} has shape {a.shape}, expected ({', '.join(map(str, shape))})")
+    return a
+
+
+class TileRuns(NamedTuple):
+    """What :meth:`TileSim.run_tiles` returns; N = tiles run, T = vectors per tile."""
+
+    acc: np.ndarray  # (N, T, cols) int64
+    tile_cycles: np.ndarray  # (N,) int64: each tile's cycles from start to done
+    load_cycles: np.ndarray | None  # (N,) int64: each weight load's cycles; None when no weights were given
 
 
 class TileSim:
@@ -153,6 +177,60 @@ class TileSim:
         if cycles < 0:
             self._check(cycles)
         return y[:n].copy(), cycles
+
+    def run_tiles(self, x_mant, x_exp, acc_exp, *, w_mant=None, w_exp=None, x_index=None, out=None,
+                  stall_pct: int = 0, seed: int = 1) -> TileRuns:
+        """Run N tiles in one call into the model: the same as, for each tile i in order,
+        ``load_weights(w_mant[i], w_exp[i])`` (if weights are given) then
+        ``run_tile(x_mant[x_index[i]], x_exp[x_index[i]], acc_exp[i], seed=seed + i)``.
+
+        ``x_mant (M, T, rows)``, ``x_exp (M, T, n_blocks)``: M input tiles of T vectors.
+        ``x_index (N,)``: the input tile of each tile run, in 0..M-1 (default: N = M, tile i
+        runs input i), so several weight tiles can share one input tile without copies.
+        ``acc_exp``: (N,) or one int for all. ``w_mant (N, rows, cols)``, ``w_exp
+        (N, n_blocks, cols)``: tile i's weights; without them every tile runs on the
+        weights loaded now. ``out``: an (N, T, cols) int64 C-contiguous array for the
+        results (else one is allocated). On a hardware error (:class:`SimError`, naming
+        the tile) the tiles before it have run.
+        """
+        c = self.cfg
+        x_mant = _stack("x_mant", x_mant, ("M", "T", c.rows))
+        m, t = x_mant.shape[:2]
+        x_exp = _stack("x_exp", x_exp, (m, t, c.n_blocks))
+        if x_index is None:
+            n = m
+        else:
+            x_index = _stack("x_index", x_index, ("N",))
+            n = len(x_index)
+            if n and (x_index.min() < 0 or x_index.max() >= m):
+                raise ValueError(f"x_index must be in 0..{m - 1} (x_mant holds {m} input tiles)")
+        if n and t < 1:
+            raise ValueError("a tile needs at least one vector (x_mant has T = 0)")
+        acc_exp = _stack("acc_exp", np.broadcast_to(acc_exp, (n,)) if np.ndim(acc_exp) == 0 else acc_exp, (n,))
+        if (w_mant is None) != (w_exp is None):
+            raise ValueError("give both w_mant and w_exp, or neither")
+        loads = None
+        if w_mant is not None:
+            w_mant = _stack("w_mant", w_mant, (n, c.rows, c.cols))
+            w_exp = _stack("w_exp", w_exp, (n, c.n_blocks, c.cols))
+            loads = np.empty(n, np.int64)
+        if out is None:
+            out = np.empty((n, t, c.cols), np.int64)
+        elif out.shape != (n, t, c.cols) or out.dtype != np.int64 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous ({n}, {t}, {c.cols}) int64 array, "
+                             f"got {out.dtype} {out.shape}")
+        if not 0 <= stall_pct < 100:
+            raise ValueError(f"stall_pct must be in 0..99, got {stall_pct}")
+        tiles = np.empty(n, np.int64)
+        if n:
+            addr = lambda a: None if a is None else a.ctypes.data  # noqa: E731
+            rc = self._lib.bw_run_tiles(self._h, n, addr(w_mant), addr(w_exp), addr(loads), x_mant.ctypes.data,
+                                        x_exp.ctypes.data, addr(x_index), m, t, acc_exp.ctypes.data, out.ctypes.data,
+                                        tiles.ctypes.data, stall_pct, seed & 0xFFFFFFFF)
+            if rc < 0:
+                i = int(np.argmax(tiles < 0))  # the tiles before it have all written their counts
+                raise SimError(f"tile {i} of {n}: {_ERRORS.get(rc, f'error {rc}')}")
+        return TileRuns(out, tiles, loads)
 
     # -- debugging ------------------------------------------------------------------
     def poke(self, name: str, value: int, index: int = 0) -> None:

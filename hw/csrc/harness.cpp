@@ -54,52 +54,10 @@ struct Model {
 
 Model* M(void* h) { return static_cast<Model*>(h); }
 
-}  // namespace
-
-// The model is compiled with hidden visibility (direct calls, no PLT); only the C ABI
-// below is exported.
-#pragma GCC visibility push(default)
-extern "C" {
-
 enum { BW_TIMEOUT = -1, BW_PROTOCOL = -2, BW_BUSY = -3 };
 
-int bw_abi_version(void) { return 1; }
-
-// The compiled parameters, for hw/sim.py to check against the config it expects.
-void bw_params(int32_t* out) {
-  const int32_t p[7] = {BW_ROWS, BW_COLS, BW_MANT, BW_EXPW, BW_BLOCK, BW_PSUM, BW_ACC};
-  std::memcpy(out, p, sizeof p);
-}
-
-void* bw_create(void) {
-  auto* m = new Model();
-  m->top->clk = 0;
-  m->top->eval();
-  return m;
-}
-
-void bw_free(void* h) { delete M(h); }
-
-uint64_t bw_cycles(void* h) { return M(h)->cycles; }
-
-// Hold rst for two cycles with every input idle.
-void bw_reset(void* h) {
-  Model* m = M(h);
-  Vbfp_tile* t = m->top;
-  t->start = t->w_valid = t->x_valid = t->x_last = 0;
-  t->y_ready = 1;
-  t->rst = 1;
-  for (int i = 0; i < 2; ++i) {
-    m->settle();
-    m->rise();
-  }
-  t->rst = 0;
-  m->settle();
-}
-
 // Load a weight tile: w_mant[ROWS*COLS] row-major, w_exp[NBLK*COLS]. Returns cycles.
-int64_t bw_load_weights(void* h, const int32_t* w_mant, const int32_t* w_exp) {
-  Model* m = M(h);
+int64_t load_weights(Model* m, const int32_t* w_mant, const int32_t* w_exp) {
   Vbfp_tile* t = m->top;
   const uint64_t c0 = m->cycles;
   for (int r = 0; r < kRows; ++r) {
@@ -123,9 +81,8 @@ int64_t bw_load_weights(void* h, const int32_t* w_mant, const int32_t* w_exp) {
 // Run one tile of n vectors: x_mant[n*ROWS], x_exp[n*NBLK]; results to y[n*COLS]
 // (sign-extended accumulators). stall_pct in 0..99 drops x_valid and y_ready at
 // random (seeded). Returns the cycles from start to done, or a negative error.
-int64_t bw_run_tile(void* h, const int32_t* x_mant, const int32_t* x_exp, int32_t n, int32_t acc_exp,
-                    int64_t* y, uint32_t stall_pct, uint32_t seed) {
-  Model* m = M(h);
+int64_t run_tile(Model* m, const int32_t* x_mant, const int32_t* x_exp, int32_t n, int32_t acc_exp, int64_t* y,
+                 uint32_t stall_pct, uint32_t seed) {
   Vbfp_tile* t = m->top;
   if (n < 1) return BW_PROTOCOL;
   m->rng = seed ? seed : 1;
@@ -167,6 +124,89 @@ int64_t bw_run_tile(void* h, const int32_t* x_mant, const int32_t* x_exp, int32_
   t->x_last = 0;
   m->settle();
   return got == n ? static_cast<int64_t>(m->cycles - c0) : BW_PROTOCOL;
+}
+
+}  // namespace
+
+// The model is compiled with hidden visibility (direct calls, no PLT); only the C ABI
+// below is exported.
+#pragma GCC visibility push(default)
+extern "C" {
+
+int bw_abi_version(void) { return 2; }
+
+// The compiled parameters, for hw/sim.py to check against the config it expects.
+void bw_params(int32_t* out) {
+  const int32_t p[7] = {BW_ROWS, BW_COLS, BW_MANT, BW_EXPW, BW_BLOCK, BW_PSUM, BW_ACC};
+  std::memcpy(out, p, sizeof p);
+}
+
+void* bw_create(void) {
+  auto* m = new Model();
+  m->top->clk = 0;
+  m->top->eval();
+  return m;
+}
+
+void bw_free(void* h) { delete M(h); }
+
+uint64_t bw_cycles(void* h) { return M(h)->cycles; }
+
+// Hold rst for two cycles with every input idle.
+void bw_reset(void* h) {
+  Model* m = M(h);
+  Vbfp_tile* t = m->top;
+  t->start = t->w_valid = t->x_valid = t->x_last = 0;
+  t->y_ready = 1;
+  t->rst = 1;
+  for (int i = 0; i < 2; ++i) {
+    m->settle();
+    m->rise();
+  }
+  t->rst = 0;
+  m->settle();
+}
+
+int64_t bw_load_weights(void* h, const int32_t* w_mant, const int32_t* w_exp) {
+  return load_weights(M(h), w_mant, w_exp);
+}
+
+int64_t bw_run_tile(void* h, const int32_t* x_mant, const int32_t* x_exp, int32_t n, int32_t acc_exp, int64_t* y,
+                    uint32_t stall_pct, uint32_t seed) {
+  return run_tile(M(h), x_mant, x_exp, n, acc_exp, y, stall_pct, seed);
+}
+
+// A sequence of tiles in one call: one crossing from Python for a whole product.
+// Tile i of n_tiles, in order:
+//   * if w_mant is not null, load weight tile i (w_mant + i*ROWS*COLS, w_exp + i*NBLK*COLS);
+//     its cycles to load_cycles[i];
+//   * run input tile x_index[i] (of n_x; x_index null: i) of n vectors, at
+//     x_mant + x_index[i]*n*ROWS and x_exp + x_index[i]*n*NBLK, with acc_exp[i] and stall
+//     seed seed + i; results to y + i*n*COLS, cycles start..done to tile_cycles[i].
+// So it is bw_load_weights and bw_run_tile called n_tiles times. Returns the cycles of
+// all tiles and loads, or a negative error: tile i's is then also in tile_cycles[i]
+// (and load_cycles[i] if its load failed) and later tiles are not run.
+int64_t bw_run_tiles(void* h, int32_t n_tiles, const int32_t* w_mant, const int32_t* w_exp, int64_t* load_cycles,
+                     const int32_t* x_mant, const int32_t* x_exp, const int32_t* x_index, int32_t n_x, int32_t n,
+                     const int32_t* acc_exp, int64_t* y, int64_t* tile_cycles, uint32_t stall_pct, uint32_t seed) {
+  Model* m = M(h);
+  int64_t total = 0;
+  for (int32_t i = 0; i < n_tiles; ++i) {
+    if (w_mant) {
+      const int64_t rc = load_weights(m, w_mant + int64_t{i} * kRows * kCols, w_exp + int64_t{i} * kNblk * kCols);
+      load_cycles[i] = rc;
+      if (rc < 0) return tile_cycles[i] = rc;
+      total += rc;
+    }
+    const int64_t j = x_index ? x_index[i] : i;
+    const int64_t rc = j < 0 || j >= n_x ? BW_PROTOCOL
+        : run_tile(m, x_mant + j * n * kRows, x_exp + j * n * kNblk, n, acc_exp[i], y + int64_t{i} * n * kCols,
+                   stall_pct, seed + static_cast<uint32_t>(i));
+    tile_cycles[i] = rc;
+    if (rc < 0) return rc;
+    total += rc;
+  }
+  return total;
 }
 
 // ---- debugging: any port by name (index for array ports); raw bits, zero-extended.
