@@ -12,6 +12,11 @@ import pytest
 from onnx import numpy_helper
 
 from backends.base import BackendUnavailable
+from backends.fpga import matunit
+from backends.fpga.isa import WeightTiles
+from hw import cycles
+from hw.config import DEFAULT, preset
+from hw.random_tiles import KINDS, random_tile
 from serve.deploy import prepare
 from tests.fpga.conftest import CNTK_MNIST, fpga
 
@@ -26,8 +31,7 @@ def _verilator() -> bool:
         return False
 
 
-pytestmark = [pytest.mark.skipif(not _verilator(), reason="Verilator not installed"),
-              pytest.mark.skipif(not CNTK_MNIST.exists(), reason=f"{CNTK_MNIST} not present")]
+pytestmark = pytest.mark.skipif(not _verilator(), reason="Verilator not installed")
 
 
 def _pair(model, formats):
@@ -38,6 +42,7 @@ def _pair(model, formats):
     return fpga(model, formats), rtl
 
 
+@pytest.mark.skipif(not CNTK_MNIST.exists(), reason=f"{CNTK_MNIST} not present")
 @pytest.mark.parametrize("precision", ["msfp16", "fp32"])  # fp32: the widest setting, 16-bit mantissas
 def test_cntk_mnist_golden_and_rtl_are_identical_and_cycle_counts_agree(precision):
     prepared = prepare([CNTK_MNIST], backend="fpga", precision=precision, trial_load=False)
@@ -63,3 +68,26 @@ def test_gru_golden_and_rtl_are_identical(rng):
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert rtl.engine.load_cycles + rtl.engine.tile_cycles == golden.cost.matmul_cycles
     rtl.close()
+
+
+@pytest.mark.parametrize("cfg", [DEFAULT, preset("small")], ids=lambda c: c.name())
+@pytest.mark.parametrize("chunk", [None, 1])  # 1: the accumulator exponents one K-tile at a time
+def test_rtl_engine_equals_tile_matmul_tile_by_tile(cfg, chunk, rng, monkeypatch):
+    """All tiles of a product in one run_tiles call: (group, K-tile) inputs shared by the
+    N-tiles, every tile kind, the same bits as hw.golden.tile_matmul and the cycle model."""
+    if chunk:
+        monkeypatch.setattr(matunit, "_CHUNK", chunk)
+    g, nk, nn, t = 2, 3, 2, 5
+    tiles = [[[random_tile(cfg, rng, t, KINDS[(a + b + c) % len(KINDS)]) for c in range(nn)] for b in range(nk)]
+             for a in range(g)]
+    w = WeightTiles(np.array([[[x.w_mant for x in row] for row in grp] for grp in tiles]),
+                    np.array([[[x.w_exp for x in row] for row in grp] for grp in tiles]), nk * cfg.rows, nn * cfg.cols)
+    xm = np.array([[row[0].x_mant for row in grp] for grp in tiles])
+    xe = np.array([[row[0].x_exp for row in grp] for grp in tiles])
+    engine = matunit.RtlEngine(cfg)
+    try:
+        assert np.array_equal(engine(cfg, w, xm, xe), matunit.tile_by_tile(cfg, w, xm, xe))
+        assert engine.load_cycles == g * nk * nn * cycles.load_cycles(cfg)
+        assert engine.tile_cycles == g * nk * nn * cycles.tile_cycles(cfg, t)
+    finally:
+        engine.close()
