@@ -205,21 +205,31 @@ def floor_log2(a: np.ndarray) -> np.ndarray:
     return np.frexp(a)[1] - 1
 
 
+_EXPONENT_FIELD = np.int64(0x7FF0_0000_0000_0000)  # float64's exponent bits
+
+
 def round_elements(v: np.ndarray, element: Element) -> np.ndarray:
     """Round already-scaled values to ``element``: nearest, ties to even, then saturate.
 
-    Works in float64, where every step below is exact for float32 inputs.
+    Works in float64, where every step below is exact for float32 inputs: the grid step
+    is a power of two, so dividing by it and multiplying back lose nothing, and the sign
+    rides along (ties to even is symmetric). In place where it can be: activations on
+    the fpga path come through here by the million.
     """
     el = element.spec
-    a = np.abs(np.asarray(v, dtype=np.float64))
+    v = np.asarray(v, dtype=np.float64)
     if el.is_int:
-        exp = np.zeros(a.shape, dtype=np.int64)  # integers: the exponent never moves
+        step = np.float64(2.0**-el.mbits)  # integers: the exponent never moves
     else:
-        with np.errstate(divide="ignore"):
-            exp = np.maximum(floor_log2(a), el.emin)  # below emin: subnormal grid
-    step = np.ldexp(1.0, exp - el.mbits)
-    q = np.minimum(np.round(a / step) * step, el.max_normal)  # np.round: ties to even
-    return np.copysign(q, v)
+        # 2**floor(log2|v|) is v with its sign and mantissa bits cleared. Below emin: the
+        # subnormal grid; above emax only saturation is left (and inf stays inf).
+        step = np.bitwise_and(v.view(np.int64), _EXPONENT_FIELD, out=np.empty(v.shape, np.int64)).view(np.float64)
+        np.clip(step, 2.0**el.emin, 2.0**el.emax, out=step)
+        step *= 2.0**-el.mbits
+    q = np.divide(v, step, out=np.empty(v.shape))
+    np.round(q, out=q)  # ties to even
+    q *= step
+    return np.clip(q, -el.max_normal, el.max_normal, out=q)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,41 +252,58 @@ class BlockQuantized:
         b = self.fmt.spec.block_size
         n = self.elements.shape[self.axis]
         scale = np.repeat(np.ldexp(1.0, self.scale_exp), b, axis=self.axis)
-        scale = np.take(scale, np.arange(n), axis=self.axis)
+        scale = scale[(slice(None),) * self.axis + (slice(0, n),)]
         return (self.elements * scale).astype(np.float32)
 
 
 def quantize_blocks(x: np.ndarray, fmt: Format, axis: int = -1) -> BlockQuantized:
     """Quantise ``x`` to a BFP or MX ``fmt`` in blocks along ``axis`` (the reduction axis)."""
+    axis, elements, shared, n = _blocks(x, fmt, axis)
+    return BlockQuantized(fmt, axis, _unblock(elements, n, axis), np.moveaxis(shared, -1, axis))
+
+
+def _blocks(x: np.ndarray, fmt: Format, axis: int) -> tuple[int, np.ndarray, np.ndarray, int]:
+    """``x`` in ``fmt`` with ``axis`` moved last and cut into zero-padded blocks: the
+    axis (non-negative), the elements ``(..., nblocks, block)``, their shared exponents
+    ``(..., nblocks)``, and the axis' own length."""
     spec = fmt.spec
     if spec.element is None:
         raise ValueError(f"{fmt.value} is not a block format")
     x = np.asarray(x, dtype=np.float64)
-    if not np.all(np.isfinite(x)):
-        raise ValueError("cannot quantise non-finite values (NaN/Inf)")
     axis = axis % x.ndim
     b = spec.block_size
     moved = np.moveaxis(x, axis, -1)
     n = moved.shape[-1]
     nblocks = -(-n // b)
-    padded = np.zeros(moved.shape[:-1] + (nblocks * b,))
-    padded[..., :n] = moved  # zero padding never raises a block's max
+    padded = moved
+    if n != nblocks * b:
+        padded = np.zeros(moved.shape[:-1] + (nblocks * b,))
+        padded[..., :n] = moved  # zero padding never raises a block's max
     blocks = padded.reshape(moved.shape[:-1] + (nblocks, b))
     amax = np.max(np.abs(blocks), axis=-1)
+    if not np.all(np.isfinite(amax)):  # a block's max is NaN or Inf if any value is
+        raise ValueError("cannot quantise non-finite values (NaN/Inf)")
     lo, hi = spec.scale_exp_range
     with np.errstate(divide="ignore"):
         shared = np.where(amax > 0, floor_log2(amax), lo) - spec.element.spec.emax
     shared = np.clip(shared, lo, hi).astype(np.int32)
-    scaled = np.ldexp(blocks, -shared[..., None])
-    elements = round_elements(scaled, spec.element).reshape(padded.shape)[..., :n]
-    return BlockQuantized(fmt, axis, np.moveaxis(elements, -1, axis), np.moveaxis(shared, -1, axis))
+    scaled = blocks * np.ldexp(1.0, -shared)[..., None]  # exact: a power of two within float64's range
+    return axis, round_elements(scaled, spec.element), shared, n
+
+
+def _unblock(blocked: np.ndarray, n: int, axis: int) -> np.ndarray:
+    """``_blocks``' layout back to the input's: padding dropped, ``axis`` in place."""
+    return np.moveaxis(blocked.reshape(blocked.shape[:-2] + (-1,))[..., :n], -1, axis)
 
 
 def fake_quantize(x: np.ndarray, fmt: Format, axis: int = -1) -> np.ndarray:
     """Quantise then dequantise (float32 out): what a layer computes with in ``fmt``."""
     family = fmt.spec.family
     if family in (Family.BFP, Family.MX):
-        return quantize_blocks(x, fmt, axis).dequantize()
+        # quantize_blocks(x, fmt, axis).dequantize(), without spreading the scales out
+        axis, elements, shared, n = _blocks(x, fmt, axis)
+        elements *= np.ldexp(1.0, shared)[..., None]  # exact: element times a power of two
+        return _unblock(elements, n, axis).astype(np.float32)
     if fmt is Format.FP16:
         return np.asarray(x, dtype=np.float32).astype(np.float16).astype(np.float32)
     if fmt is Format.FP32:

@@ -118,3 +118,13 @@ def test_blocks_are_independent(x: np.ndarray, fmt: Format, seed: int) -> None:
     changed = x.copy()
     changed[:, :b] = rng.normal(0, 1000, changed[:, :b].shape)  # rewrite block 0 only
     np.testing.assert_array_equal(fake_quantize(changed, fmt)[:, b:], fake_quantize(x, fmt)[:, b:])
+
+
+@PROPERTY
+@given(x=block_data(), fmt=st.sampled_from(BLOCK_FORMATS), axis=st.sampled_from([0, 1, -1]))
+def test_fake_quantize_is_quantize_then_dequantize(x: np.ndarray, fmt: Format, axis: int) -> None:
+    """fake_quantize takes a shortcut (scales applied per block, never spread out)."""
+    want = quantize_blocks(x, fmt, axis=axis).dequantize()
+    got = fake_quantize(x, fmt, axis=axis)
+    np.testing.assert_array_equal(got, want)
+    assert np.array_equal(np.signbit(got), np.signbit(want))  # -0 stays -0
