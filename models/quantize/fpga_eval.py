@@ -13,10 +13,12 @@ of its input. So a tapped Conv becomes two: a Conv with one-hot kernels whose ou
 channels are the patches (each copies one input value, exactly), and a 1x1 Conv of the
 same weights on the quantised patches.
 
-Left out, each at most about 2**-11 relative: the device rounds the operands of fp32
-and fp16 layers to its own 16-bit-mantissa blocks (``quantize_activations`` leaves fp32
-alone and rounds fp16 to half), re-encodes MX minifloats that way too, and accumulates
-in wide fixed point rather than float32.
+Not modelled, all far below a narrow format's own error: the device also rounds the
+operands of fp32 and fp16 layers to its array's 16-bit mantissas in blocks (within
+2**-15 of each block's largest value; ``quantize_activations`` leaves fp32 alone and
+rounds fp16 to half), re-encodes MX minifloat elements the same way, and accumulates in
+wide fixed point rather than float32. For integer block formats the scores equal the
+fpga backend's outputs up to float32 rounding (``tests/quantize/test_auto_fpga.py``).
 """
 from __future__ import annotations
 
