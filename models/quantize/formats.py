@@ -205,28 +205,39 @@ def floor_log2(a: np.ndarray) -> np.ndarray:
     return np.frexp(a)[1] - 1
 
 
-_EXPONENT_FIELD = np.int64(0x7FF0_0000_0000_0000)  # float64's exponent bits
+# Each float type's exponent bits, read through a same-sized integer view.
+_EXPONENT_FIELD = {np.dtype(np.float64): np.int64(0x7FF0_0000_0000_0000), np.dtype(np.float32): np.int32(0x7F80_0000)}
+
+
+def _float(x) -> np.ndarray:
+    """float32 stays float32, anything else becomes float64. Either is exact for what is
+    done here to a float32 input: scaling by powers of two whose results a narrow
+    element can hold (values that underflow would round to zero anyway), rounding to a
+    grid of at most 8 significant bits, and one rounding back to float32 at the end."""
+    x = np.asarray(x)
+    return x if x.dtype == np.float32 else x.astype(np.float64)
 
 
 def round_elements(v: np.ndarray, element: Element) -> np.ndarray:
     """Round already-scaled values to ``element``: nearest, ties to even, then saturate.
 
-    Works in float64, where every step below is exact for float32 inputs: the grid step
-    is a power of two, so dividing by it and multiplying back lose nothing, and the sign
-    rides along (ties to even is symmetric). In place where it can be: activations on
-    the fpga path come through here by the million.
+    Works in float32 for float32 input, else in float64; every step below is exact: the
+    grid step is a power of two, so dividing by it and multiplying back lose nothing,
+    and the sign rides along (ties to even is symmetric). In place where it can be:
+    activations on the fpga path come through here by the million.
     """
     el = element.spec
-    v = np.asarray(v, dtype=np.float64)
+    v = _float(v)
     if el.is_int:
-        step = np.float64(2.0**-el.mbits)  # integers: the exponent never moves
+        step = v.dtype.type(2.0**-el.mbits)  # integers: the exponent never moves
     else:
         # 2**floor(log2|v|) is v with its sign and mantissa bits cleared. Below emin: the
         # subnormal grid; above emax only saturation is left (and inf stays inf).
-        step = np.bitwise_and(v.view(np.int64), _EXPONENT_FIELD, out=np.empty(v.shape, np.int64)).view(np.float64)
+        bits = v.view(_EXPONENT_FIELD[v.dtype].dtype)
+        step = np.bitwise_and(bits, _EXPONENT_FIELD[v.dtype], out=np.empty_like(bits)).view(v.dtype)
         np.clip(step, 2.0**el.emin, 2.0**el.emax, out=step)
         step *= 2.0**-el.mbits
-    q = np.divide(v, step, out=np.empty(v.shape))
+    q = np.divide(v, step, out=np.empty_like(v))
     np.round(q, out=q)  # ties to even
     q *= step
     return np.clip(q, -el.max_normal, el.max_normal, out=q)
@@ -269,7 +280,7 @@ def _blocks(x: np.ndarray, fmt: Format, axis: int) -> tuple[int, np.ndarray, np.
     spec = fmt.spec
     if spec.element is None:
         raise ValueError(f"{fmt.value} is not a block format")
-    x = np.asarray(x, dtype=np.float64)
+    x = _float(x)
     axis = axis % x.ndim
     b = spec.block_size
     moved = np.moveaxis(x, axis, -1)
@@ -277,7 +288,7 @@ def _blocks(x: np.ndarray, fmt: Format, axis: int) -> tuple[int, np.ndarray, np.
     nblocks = -(-n // b)
     padded = moved
     if n != nblocks * b:
-        padded = np.zeros(moved.shape[:-1] + (nblocks * b,))
+        padded = np.zeros(moved.shape[:-1] + (nblocks * b,), x.dtype)
         padded[..., :n] = moved  # zero padding never raises a block's max
     blocks = padded.reshape(moved.shape[:-1] + (nblocks, b))
     amax = np.max(np.abs(blocks), axis=-1)
@@ -287,7 +298,7 @@ def _blocks(x: np.ndarray, fmt: Format, axis: int) -> tuple[int, np.ndarray, np.
     with np.errstate(divide="ignore"):
         shared = np.where(amax > 0, floor_log2(amax), lo) - spec.element.spec.emax
     shared = np.clip(shared, lo, hi).astype(np.int32)
-    scaled = blocks * np.ldexp(1.0, -shared)[..., None]  # exact: a power of two within float64's range
+    scaled = blocks * np.ldexp(x.dtype.type(1.0), -shared)[..., None]  # a power of two: exact
     return axis, round_elements(scaled, spec.element), shared, n
 
 
@@ -302,7 +313,8 @@ def fake_quantize(x: np.ndarray, fmt: Format, axis: int = -1) -> np.ndarray:
     if family in (Family.BFP, Family.MX):
         # quantize_blocks(x, fmt, axis).dequantize(), without spreading the scales out
         axis, elements, shared, n = _blocks(x, fmt, axis)
-        elements *= np.ldexp(1.0, shared)[..., None]  # exact: element times a power of two
+        # Exact in float64; in float32 it rounds only where the cast below would.
+        elements *= np.ldexp(elements.dtype.type(1.0), shared)[..., None]
         return _unblock(elements, n, axis).astype(np.float32)
     if fmt is Format.FP16:
         return np.asarray(x, dtype=np.float32).astype(np.float16).astype(np.float32)

@@ -128,3 +128,15 @@ def test_fake_quantize_is_quantize_then_dequantize(x: np.ndarray, fmt: Format, a
     got = fake_quantize(x, fmt, axis=axis)
     np.testing.assert_array_equal(got, want)
     assert np.array_equal(np.signbit(got), np.signbit(want))  # -0 stays -0
+
+
+@PROPERTY
+@given(x=block_data(), fmt=st.sampled_from(BLOCK_FORMATS))
+def test_float32_input_quantises_as_float64_would(x: np.ndarray, fmt: Format) -> None:
+    """float32 input is worked on in float32 (half the memory traffic): same answers."""
+    tiny = x * np.float32(2.0**-120)  # values that underflow once scaled
+    for data in (x, tiny):
+        np.testing.assert_array_equal(fake_quantize(data, fmt), fake_quantize(data.astype(np.float64), fmt))
+        q32, q64 = quantize_blocks(data, fmt), quantize_blocks(data.astype(np.float64), fmt)
+        np.testing.assert_array_equal(q32.elements, q64.elements)
+        np.testing.assert_array_equal(q32.scale_exp, q64.scale_exp)
