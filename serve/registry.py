@@ -136,6 +136,13 @@ class ModelRegistry:
         if name in self._versions and version:
             raise ModelNotFound(
                 f"model '{name}' has no version {version}; loaded: {', '.join(self._versions[name])}")
+        if not version:  # nothing of it serves yet: a load under way is worth a retry, a failed one says why
+            for (known, v), state in self._states.items():
+                if known == name and state.state == "LOADING":
+                    raise ModelNotReady(f"model '{name}' is loading (version {v}); retry when it is ready")
+            failed = [f"version {v} {state.reason}" for (known, v), state in self._states.items() if known == name]
+            if failed:
+                raise ModelNotFound(f"model '{name}' is not serving: {'; '.join(failed)}")
         raise ModelNotFound(f"unknown model '{name}'; loaded: {', '.join(sorted(self._latest)) or 'none'}")
 
     # -- management -------------------------------------------------------

@@ -141,6 +141,43 @@ def test_corrupt_version_on_disk_fails_its_load_and_the_rest_keeps_serving(fresh
     assert info.value.status() == "StatusCode.UNAVAILABLE"
 
 
+def _side_request() -> list:
+    inputs = [grpcclient.InferInput(n, [1, 4], "FP32") for n in ("a", "b")]
+    for inp in inputs:
+        inp.set_data_from_numpy(np.ones((1, 4), np.float32))
+    return inputs
+
+
+def test_a_model_still_loading_is_unavailable_and_one_that_failed_says_why(fresh) -> None:
+    repo, _, client = fresh
+    add_model(repo, two_output_model(), "side", backend="null", backend_options={"load_ms": "1500"})
+    loader = threading.Thread(target=client.load_model, args=("side",))
+    loader.start()
+    seen = None
+    while loader.is_alive() and seen is None:
+        try:
+            client.infer("side", _side_request())
+        except grpcclient.InferenceServerException as exc:
+            if "is loading" in exc.message():
+                seen = exc
+    loader.join()
+    assert seen is not None, "no request landed while the model loaded"
+    assert seen.status() == "StatusCode.UNAVAILABLE"  # clients retry UNAVAILABLE; NOT_FOUND they would not
+    assert "model 'side' is loading (version 1)" in seen.message()
+    assert client.infer("side", _side_request()).as_numpy("sum").tolist() == [[0, 0, 0, 0]]  # null: zeros
+    assert _digits_ok(client)
+
+    config = ModelConfig(name="broken", inputs=(TensorSpec("a", "FP32", (1, 4)),),
+                         outputs=(TensorSpec("sum", "FP32", (1, 4)),))
+    repo.add(config, b"\x08\x07garbage")
+    with pytest.raises(grpcclient.InferenceServerException):
+        client.load_model("broken")
+    with pytest.raises(grpcclient.InferenceServerException) as info:
+        client.infer("broken", _side_request()[:1])
+    assert info.value.status() == "StatusCode.NOT_FOUND"
+    assert "model 'broken' is not serving: version 1 load failed" in info.value.message()
+
+
 def test_a_crashed_deploy_leaves_nothing_the_server_loads(fresh, digits_model) -> None:
     repo, _, client = fresh
     half = repo.root / "digits" / ".tmp-crashed"
