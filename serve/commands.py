@@ -19,6 +19,9 @@ def _add_server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve gRPC over TLS (with --tls-key)")
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     p.add_argument("--tls-ca", type=Path, help="PEM CA: require client certificates it signed (mutual TLS)")
+    p.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                   help="the server's event loop: uvloop (faster per request) or the standard library's "
+                        "asyncio (default %(default)s)")
     p.add_argument("--auth-token-file", type=Path,
                    help="file holding the bearer token that model management RPCs must carry "
                         "(default: $BWSERVE_AUTH_TOKEN; none: management is open on loopback only)")
@@ -94,15 +97,24 @@ def _server_config(args, models=None):
                         metrics_host=args.metrics_host, models=models,
                         grace_s=getattr(args, "grace_s", 10.0),
                         drain_delay_s=getattr(args, "drain_delay_s", 0.0), tls=tls,
-                        auth_token=read_token(args.auth_token_file))
+                        auth_token=read_token(args.auth_token_file), event_loop=args.event_loop)
 
 
 def _serve_foreground(config) -> int:
-    from serve.server import run_server
+    import asyncio
+
+    from serve.server import loop_factory, run_server
+
+    try:
+        loop_factory(config.event_loop)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
     def ready(server) -> None:
         metrics = f", metrics on http://{server.metrics_host}:{server.metrics_port}/metrics" if server.metrics_port else ""
-        print(f"bwserve serving on {config.host}:{server.port}{metrics}; Ctrl-C stops", flush=True)
+        loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # what runs, not what was asked for
+        print(f"bwserve serving on {config.host}:{server.port}{metrics} (event loop: {loop}); Ctrl-C stops",
+              flush=True)
         for model in server.registry.loaded():
             print(f"  {model.name} v{model.version} on {model.device}", flush=True)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import onnx
+import pytest
 
 from protos import inference_pb2_grpc as pb_grpc
 from serve.client import build_request
@@ -24,31 +25,34 @@ SLEEP_MS = 300
 IN_FLIGHT = 4  # one running, three queued when the signal comes
 
 
-def _start(repo: Path) -> tuple[subprocess.Popen, str]:
+def _start(repo: Path, event_loop: str = "uvloop") -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "serve.cli", "start", "--repo", str(repo), "--port", "0", "--metrics-port", "-1"],
+        [sys.executable, "-m", "serve.cli", "start", "--repo", str(repo), "--port", "0", "--metrics-port", "-1",
+         "--event-loop", event_loop],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     for line in proc.stdout:  # the CLI prints its address once every model is loaded
-        match = re.search(r"serving on (\S+?:\d+)", line)
+        match = re.search(r"serving on (\S+?:\d+).*event loop: (\w+)", line)
         if match:
+            assert match.group(2) == event_loop, line
             return proc, match.group(1)
     raise AssertionError(f"server exited ({proc.wait()}) before serving")
 
 
-def _serve_slow_model(tmp_path: Path, sleep_ms: float):
+def _serve_slow_model(tmp_path: Path, sleep_ms: float, event_loop: str = "uvloop"):
     """`serve start` on a model whose every run sleeps ``sleep_ms``; (process, address, request)."""
     source = tmp_path / "src.onnx"
     onnx.save(two_output_model(), source)
     prepared = prepare([source], name="slow", backend="null", backend_options={"sleep_ms": str(sleep_ms)})
     ModelRepository(tmp_path / "repo").add(prepared.config.replace(warmup_runs=0), prepared.model_bytes)
-    proc, address = _start(tmp_path / "repo")
+    proc, address = _start(tmp_path / "repo", event_loop)
     x = np.ones((1, 4), np.float32)
     return proc, address, build_request("slow", {"a": x, "b": x})
 
 
-def test_sigterm_drains_in_flight_requests_then_exits(tmp_path: Path) -> None:
-    proc, address, request = _serve_slow_model(tmp_path, SLEEP_MS)
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+def test_sigterm_drains_in_flight_requests_then_exits(tmp_path: Path, event_loop: str) -> None:
+    proc, address, request = _serve_slow_model(tmp_path, SLEEP_MS, event_loop)
     try:
         with grpc.insecure_channel(address) as channel:
             stub = pb_grpc.GRPCInferenceServiceStub(channel)
