@@ -53,15 +53,15 @@ class ObviousService(pb_grpc.GRPCInferenceServiceServicer):
         return response
 
 
-def session(model_path: str) -> ort.InferenceSession:
+def session(model_path: str, threads: int = 0) -> ort.InferenceSession:
     """An onnxruntime session with exactly bwserve's CPU backend options."""
-    options = CpuBackend(ModelConfig(name="baseline"), 0).session_options()
+    options = CpuBackend(ModelConfig(name="baseline", threads=threads), 0).session_options()
     return ort.InferenceSession(model_path, sess_options=options, providers=["CPUExecutionProvider"])
 
 
-async def serve(model_path: str, name: str, port: int) -> None:
+async def serve(model_path: str, name: str, port: int, threads: int) -> None:
     server = grpc.aio.server()
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(ObviousService(name, session(model_path)), server)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(ObviousService(name, session(model_path, threads)), server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     await server.wait_for_termination()
@@ -72,8 +72,9 @@ def main() -> None:
     parser.add_argument("model", help="ONNX file")
     parser.add_argument("--name", default="model", help="model name it answers to (any is accepted)")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: as bwserve chooses)")
     args = parser.parse_args()
-    asyncio.run(serve(args.model, args.name, args.port))
+    asyncio.run(serve(args.model, args.name, args.port, args.threads))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,150 @@
+"""Concurrency 1, bwserve against the obvious server, in short alternating blocks.
+
+``serving.py`` gives each server a run of 1000 requests in turn, so a point's
+servers are measured seconds apart, and on this shared machine the load moves
+in seconds: its per-round ratios at concurrency 1 spread over 0.6-1.6. Here
+one client sends each server a block of ``--block`` back-to-back requests
+(after one uncounted request that switches it over), then the next server, in
+a rotated order, so the servers' blocks are tens of milliseconds apart and
+drift cancels within each set of blocks. Each block's p50 is divided by the
+obvious server's in the same set; the median of those ratios, with a bootstrap
+95% interval, is the comparison. A second bwserve process and a second obvious
+process run beside them as A/A controls: how far two identical servers land
+from each other is the resolution of the method. Servers are started afresh
+each round (``serving.py --restart`` says why).
+
+    .venv/bin/python benchmarks/paired_c1.py [--rounds 4] [--blocks 50] [--block 20]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from backends.cpu import CpuBackend
+from baselines import launch
+from protos import inference_pb2_grpc as pb_grpc
+from serve.client import build_request
+from serve.repository import ModelRepository
+from serving import check_outputs, deploy_models, describe_tree, model_path, random_inputs
+
+SERVERS = ("obvious", "bwserve", "obvious-twin", "bwserve-twin")  # the first is every ratio's baseline
+
+
+def command(name: str, repo: ModelRepository, model: str, port: int) -> list[str]:
+    if name.startswith("bwserve"):
+        return launch.bwserve(repo.root, model, port)
+    return launch.obvious(model_path(repo, model), model, port)
+
+
+async def blocks(addresses: list[str], request, count: int, size: int, warmup: int) -> np.ndarray:
+    """Latencies (s), shaped (blocks, servers, size): block b visits every server once."""
+    channels = [grpc.aio.insecure_channel(a) for a in addresses]
+    try:
+        calls = [pb_grpc.GRPCInferenceServiceStub(c).ModelInfer for c in channels]
+        for call in calls:
+            for _ in range(warmup):
+                await call(request)
+        out = np.empty((count, len(calls), size))
+        order = list(range(len(calls)))
+        for b in range(count):
+            for i in order[b % len(order):] + order[:b % len(order)]:  # rotate who goes first
+                call = calls[i]
+                await call(request)  # switches this server from idle to busy; not counted
+                for j in range(size):
+                    t0 = time.perf_counter()
+                    await call(request)
+                    out[b, i, j] = time.perf_counter() - t0
+        return out
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+def interval(ratios: np.ndarray, rng: np.random.Generator, draws: int = 2000) -> tuple[float, float]:
+    """Bootstrap 95% interval of the median."""
+    medians = np.median(rng.choice(ratios, (draws, len(ratios))), axis=1)
+    return float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))
+
+
+def report(model: str, latencies: np.ndarray, rounds: list[float]) -> list[str]:
+    p50 = np.median(latencies, axis=2)  # (blocks, servers)
+    ratios = p50 / p50[:, :1]
+    rng = np.random.default_rng(0)
+    lines = []
+    for i, name in enumerate(SERVERS):
+        pooled = latencies[:, i, :].ravel() * 1e6
+        if i == 0:
+            cells = "1 | - | - | -"
+        else:
+            low, high = interval(ratios[:, i], rng)
+            per_round = ", ".join(f"{r:.2f}" for r in rounds[i])
+            cells = (f"{np.median(ratios[:, i]):.3f} | {low:.3f}-{high:.3f} | "
+                     f"{np.mean(ratios[:, i] < 1):.2f} | {per_round}")
+        lines.append(f"| {model} | {name} | {np.percentile(pooled, 50):.0f} | {np.percentile(pooled, 99):.0f} | "
+                     f"{cells} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=4, help="server restarts (default %(default)s)")
+    parser.add_argument("--blocks", type=int, default=50, help="sets of blocks per round (default %(default)s)")
+    parser.add_argument("--block", type=int, default=20, help="requests per block (default %(default)s)")
+    parser.add_argument("--warmup", type=int, default=100, help="unmeasured requests per server per round")
+    args = parser.parse_args()
+
+    started = datetime.datetime.now().isoformat(timespec="minutes")
+    loads = []
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bwserve-paired-") as tmp:
+        work = Path(tmp)
+        repo = ModelRepository(work / "repo")
+        configs = deploy_models(repo, work)
+        for model, config in configs.items():
+            inputs = random_inputs(config)
+            request = build_request(model, inputs)
+            backend = CpuBackend(config, 0)
+            backend.load(model_path(repo, model))
+            expected = backend.run(inputs)  # a server that answers fast but wrong is not measured
+            backend.close()
+            runs = []
+            for r in range(args.rounds):
+                servers = []
+                try:
+                    for name in SERVERS:
+                        port = launch.free_port()
+                        servers.append(launch.start(name, command(name, repo, model, port), port, request,
+                                                    work / f"{name}-{model}.log"))
+                        check_outputs(servers[-1].address, request, expected)
+                    runs.append(asyncio.run(blocks([s.address for s in servers], request, args.blocks,
+                                                   args.block, args.warmup)))
+                finally:
+                    for server in servers:
+                        server.stop()
+                loads.append(os.getloadavg()[0])
+                p50 = np.median(runs[-1], axis=2)
+                print(f"{model} round {r + 1}/{args.rounds}, load {loads[-1]:.2f}: "
+                      + ", ".join(f"{n} {np.median(p50[:, i] / p50[:, 0]):.3f}" for i, n in enumerate(SERVERS)),
+                      flush=True)
+            latencies = np.concatenate(runs)
+            per_round = [[float(np.median(np.median(run[:, i], axis=1) / np.median(run[:, 0], axis=1)))
+                          for run in runs] for i in range(len(SERVERS))]
+            rows += report(model, latencies, per_round)
+    print(f"\n{started}, {describe_tree()}, {os.cpu_count()} cores, load average {min(loads):.1f}-{max(loads):.1f}; "
+          f"{args.rounds} rounds x {args.blocks} sets of blocks x {args.block} requests per server\n")
+    print("| model | server | p50 us | p99 us | block p50 / obvious's, median | 95% interval | "
+          "blocks faster | per round |")
+    print("|---|---|---:|---:|---:|---|---:|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
