@@ -1,9 +1,10 @@
 // The Verilated tile model behind a small C ABI, loaded by hw/sim.py with ctypes.
 //
-// Whole operations (load a weight tile, run a tile to done) loop over clock cycles
-// here in C++: crossing into Python once per tile instead of once per signal per
-// cycle is what makes the simulation fast enough to serve from. poke/peek/tick are
-// for debugging. The parameters come from the build's generated "bw_params.h".
+// Whole operations (load a weight tile, run a tile to done, or a whole sequence of
+// tiles with bw_run_tiles) loop over clock cycles here in C++: crossing into Python
+// once per tile, or once per matrix product, instead of once per signal per cycle is
+// what makes the simulation fast enough to serve from. poke/peek/tick are for
+// debugging. The parameters come from the build's generated "bw_params.h".
 #include <cstdint>
 #include <cstring>
 #include <string>
