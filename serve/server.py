@@ -56,7 +56,8 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
     The loop's thread runs every request's gRPC Python (grpc.aio) and, at batch 1,
     the model too. On uvloop (libuv, compiled) that thread executes about a quarter
     fewer instructions per request than on asyncio's own loop, with the same server
-    code (benchmarks/README.md, "Event loop"). "asyncio" stays as the fallback.
+    code (benchmarks/README.md, Serving overhead, "Session 4"). "asyncio" stays as
+    the fallback.
     """
     if name == "asyncio":
         return asyncio.new_event_loop
