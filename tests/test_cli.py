@@ -171,3 +171,20 @@ def test_the_cpu_and_gpu_runtimes_are_alternative_extras() -> None:
     assert names(extras["cpu"]) & runtimes == {"onnxruntime"}
     assert names(extras["gpu"]) & runtimes == {"onnxruntime-gpu"}
     assert all(not names(reqs) & runtimes for extra, reqs in extras.items() if extra not in ("cpu", "gpu"))
+
+
+def test_the_container_image_installs_its_variants_runtime_extra() -> None:
+    """deploy/Containerfile: VARIANT names the runtime extra installed (cpu by default), so
+    the image has exactly one runtime; an image with none would refuse to serve."""
+    import re
+    import tomllib
+
+    text = (ROOT / "deploy" / "Containerfile").read_text()
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert re.search(r"^ARG VARIANT=cpu$", text, re.M)
+    (installed,) = re.findall(r'pip install "\.\[([^\]]*)\]"', text)
+    assert "$VARIANT" in installed.split(",")
+    assert {"cpu", "gpu"} <= set(extras)
+    commands = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert "pip uninstall" not in commands and not re.search(r"pip install [^\n]*onnxruntime", commands), \
+        "no runtime installed or swapped by hand beside the extra"
