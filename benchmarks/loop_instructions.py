@@ -28,11 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import grpc
-
 from baselines import launch
 from serve.bench import run_load
-from serve.client import Client, build_request
+from serve.client import build_request
 from serve.deploy import prepare
 from serve.repository import ModelRepository
 from serving import MNIST, deploy_models, model_path, random_inputs
@@ -48,22 +46,6 @@ SERVERS = {
 }
 
 
-def wait_ready(address: str, request, process: subprocess.Popen, timeout: float = 900) -> None:
-    deadline = time.monotonic() + timeout
-    with Client(address) as client:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode}")
-            try:
-                client.stub.ModelInfer(request, timeout=120)
-                return
-            except grpc.RpcError as exc:
-                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) \
-                        or time.monotonic() > deadline:
-                    raise
-            time.sleep(1)
-
-
 def main_thread_count(prefix: str, pid: int, dump: int) -> int:
     """Instructions of the process's main thread in callgrind dump number ``dump``."""
     (path,) = glob.glob(f"{prefix}.{pid}.{dump}-01")
@@ -74,16 +56,16 @@ def main_thread_count(prefix: str, pid: int, dump: int) -> int:
     raise ValueError(f"no totals in {path}")
 
 
-def measure(name: str, command: list[str], address: str, request, requests: int, work: Path) -> float:
+def measure(name: str, command: list[str], port: int, request, requests: int, work: Path) -> float:
     """Main-thread instructions per request, idle background subtracted."""
     prefix = str(work / name.replace(" ", "").replace(",", "-"))
     valgrind = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={prefix}.%p"]
-    with open(f"{prefix}.log", "wb") as log:
-        process = subprocess.Popen(valgrind + command, stdout=log, stderr=subprocess.STDOUT, cwd=launch.ROOT)
-    control = lambda flag: subprocess.run(["callgrind_control", flag, str(process.pid)],  # noqa: E731
+    server = launch.start(name, valgrind + command, port, request, Path(f"{prefix}.log"), timeout=900,
+                          attempt_timeout=120)
+    control = lambda flag: subprocess.run(["callgrind_control", flag, str(server.process.pid)],  # noqa: E731
                                           check=True, capture_output=True)
+    address = server.address
     try:
-        wait_ready(address, request, process)
         run_load(address, request, concurrency=1, requests=100, warmup=0, timeout=120)
         control("-z")
         started = time.perf_counter()
@@ -95,12 +77,11 @@ def measure(name: str, command: list[str], address: str, request, requests: int,
         if len(result.latencies_s) != requests:
             raise RuntimeError(f"{name}: {requests - len(result.latencies_s)} requests failed: {result.errors}")
         time.sleep(1)  # the dump files are written after the control call returns
-        busy = main_thread_count(prefix, process.pid, 1)
-        idle = main_thread_count(prefix, process.pid, 2)
+        busy = main_thread_count(prefix, server.process.pid, 1)
+        idle = main_thread_count(prefix, server.process.pid, 2)
         return (busy - idle) / requests
     finally:
-        process.terminate()
-        process.wait(60)
+        server.stop()
 
 
 def main() -> None:
@@ -123,8 +104,7 @@ def main() -> None:
             counts = {}
             for name, command in SERVERS.items():
                 port = launch.free_port()
-                counts[name] = measure(name, command(repo, model, port), f"127.0.0.1:{port}", request,
-                                       args.requests, work)
+                counts[name] = measure(name, command(repo, model, port), port, request, args.requests, work)
                 print(f"{model}, {name}: {counts[name] / 1e3:.0f} k instructions per request", flush=True)
             base = counts["obvious"]
             rows += [f"| {model} | {name} | {n / 1e3:.0f} | {n / base:.3f} |" for name, n in counts.items()]

@@ -28,20 +28,14 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from backends.cpu import CpuBackend
 from baselines import launch
 from protos import inference_pb2_grpc as pb_grpc
 from serve.client import build_request
 from serve.repository import ModelRepository
-from serving import check_outputs, deploy_models, describe_tree, model_path, random_inputs
+from serving import (check_outputs, deploy_models, describe_tree, model_path, random_inputs,
+                     reference_outputs, server_command)
 
 SERVERS = ("obvious", "bwserve", "obvious-twin", "bwserve-twin")  # the first is every ratio's baseline
-
-
-def command(name: str, repo: ModelRepository, model: str, port: int) -> list[str]:
-    if name.startswith("bwserve"):
-        return launch.bwserve(repo.root, model, port)
-    return launch.obvious(model_path(repo, model), model, port)
 
 
 async def blocks(addresses: list[str], request, count: int, size: int, warmup: int) -> np.ndarray:
@@ -111,18 +105,16 @@ def main() -> None:
         for model, config in configs.items():
             inputs = random_inputs(config)
             request = build_request(model, inputs)
-            backend = CpuBackend(config, 0)
-            backend.load(model_path(repo, model))
-            expected = backend.run(inputs)  # a server that answers fast but wrong is not measured
-            backend.close()
+            expected = reference_outputs(config, model_path(repo, model), inputs)  # fast but wrong: not measured
             runs = []
             for r in range(args.rounds):
                 servers = []
                 try:
                     for name in SERVERS:
                         port = launch.free_port()
-                        servers.append(launch.start(name, command(name, repo, model, port), port, request,
-                                                    work / f"{name}-{model}.log"))
+                        # serving.py's server_command knows bwserve's twin, not the obvious server's
+                        command = server_command("obvious" if name == "obvious-twin" else name, repo, model, port)
+                        servers.append(launch.start(name, command, port, request, work / f"{name}-{model}.log"))
                         check_outputs(servers[-1].address, request, expected)
                     runs.append(asyncio.run(blocks([s.address for s in servers], request, args.blocks,
                                                    args.block, args.warmup)))

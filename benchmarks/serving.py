@@ -107,6 +107,16 @@ def time_session_run(config: ModelConfig, path: Path, inputs, runs: int) -> np.n
     return times
 
 
+def reference_outputs(config: ModelConfig, path: Path, inputs) -> dict[str, np.ndarray]:
+    """onnxruntime's answer with bwserve's CPU options: what every server must send back."""
+    backend = CpuBackend(config, 0)
+    backend.load(path)
+    try:
+        return backend.run(inputs)
+    finally:
+        backend.close()
+
+
 def check_outputs(address: str, request, expected: dict[str, np.ndarray]) -> None:
     """A server that answers fast but wrong must not make it into the table."""
     with Client(address) as client:
@@ -281,10 +291,7 @@ def main() -> None:
             run_p50[model] = float(np.percentile(times, 50) * 1e6)
             print(f"session.run {model}: p50 {run_p50[model]:.0f} us, p99 {np.percentile(times, 99) * 1e6:.0f} us",
                   flush=True)
-            backend = CpuBackend(config, 0)
-            backend.load(model_path(repo, model))
-            expected[model] = backend.run(inputs[model])
-            backend.close()
+            expected[model] = reference_outputs(config, model_path(repo, model), inputs[model])
 
         started = datetime.datetime.now().isoformat(timespec="minutes")
         points: dict[tuple, Point] = {}

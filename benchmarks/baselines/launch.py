@@ -47,8 +47,11 @@ class Running:
 
 
 def start(name: str, command: list[str], port: int, request: pb.ModelInferRequest, log: Path,
-          timeout: float = 90.0) -> Running:
-    """Run ``command`` (which serves gRPC on ``port``) and wait for one good ModelInfer."""
+          timeout: float = 90.0, attempt_timeout: float = 5.0) -> Running:
+    """Run ``command`` (which serves gRPC on ``port``) and wait for one good ModelInfer.
+
+    Each try may take ``attempt_timeout`` s (a server under valgrind needs far longer).
+    """
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     running = Running(name, f"127.0.0.1:{port}", process, log)
@@ -59,7 +62,7 @@ def start(name: str, command: list[str], port: int, request: pb.ModelInferReques
                 raise RuntimeError(f"{name} exited with {process.returncode}; log {log}:\n"
                                    + log.read_text(errors="replace")[-3000:])
             try:
-                client.stub.ModelInfer(request, timeout=5)
+                client.stub.ModelInfer(request, timeout=attempt_timeout)
                 return running
             except grpc.RpcError as exc:
                 if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
