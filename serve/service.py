@@ -39,11 +39,17 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         self.metrics = metrics
         self._ready = ready  # callable -> bool: False while starting or draining
 
-    async def _fail(self, context, exc: BaseException) -> None:
+    @staticmethod
+    def _fail(context, exc: BaseException) -> None:
+        """Set the error status; the handler returns None and gRPC sends the status after it.
+
+        Not context.abort(): abort sends the status from inside the handler, so a client
+        could see its error, scrape /metrics and still find the request in flight."""
         code = status_of(exc)
         if code is grpc.StatusCode.INTERNAL:
             log.exception("internal error", exc_info=exc)
-        await context.abort(code, str(exc) or type(exc).__name__)
+        context.set_code(code)
+        context.set_details(str(exc) or type(exc).__name__)
 
     # -- health and metadata ----------------------------------------------
 
@@ -67,7 +73,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         try:
             model = self.registry.get(request.name, request.version)
         except ServeError as exc:
-            return await self._fail(context, exc)
+            return self._fail(context, exc)
         tensor = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
             name=model.name,
@@ -81,7 +87,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         try:
             model = self.registry.get(request.name, request.version)
         except ServeError as exc:
-            return await self._fail(context, exc)
+            return self._fail(context, exc)
         config = model.config
         kind = _KIND.get(model.device, "KIND_MODEL")
         return pb.ModelConfigResponse(config=pb.ModelConfig(
@@ -101,7 +107,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             try:
                 self.registry.get(request.name, request.version)
             except ServeError as exc:
-                return await self._fail(context, exc)
+                return self._fail(context, exc)
             models = [m for m in models if m.name == request.name
                       and (not request.version or m.version == request.version)]
         return pb.ModelStatisticsResponse(model_stats=[m.stats.to_proto(m.name, m.version) for m in models])
@@ -140,7 +146,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                 model.stats.failure(perf_counter_ns() - start, code, _REJECT_REASON.get(type(exc)))
             else:  # no model resolved (unknown, not ready): counted without model labels
                 self.metrics.unknown_model[code].inc()
-            return await self._fail(context, exc)
+            return self._fail(context, exc)
         else:
             model.stats.success(start, decoded, ran, perf_counter_ns(), result)
             return response
@@ -163,12 +169,12 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                     "write the model into the repository with `serve deploy`, then load it by name")
             await self.registry.load(request.model_name)
         except Exception as exc:
-            return await self._fail(context, exc)
+            return self._fail(context, exc)
         return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(self, request, context):
         try:
             await self.registry.unload(request.model_name)
         except ModelNotFound as exc:
-            return await self._fail(context, exc)
+            return self._fail(context, exc)
         return pb.RepositoryModelUnloadResponse()

@@ -164,3 +164,12 @@ def test_metrics_off_records_nothing_but_statistics_still_count(tmp_path, digits
         assert not metrics.enabled
         assert metrics.request_seconds.items() == [] and metrics.requests.items() == []
         assert int(stats["inference_count"]) == 3
+
+
+def test_a_failed_request_has_left_the_inflight_gauge_when_its_client_sees_the_error(served) -> None:
+    # The error status goes out after the handler returns, not from inside it (abort()),
+    # so a client that scrapes right after its error never counts itself in flight.
+    handle, client = served
+    for _ in range(200):
+        assert _code(lambda: client.infer("digits", [digits_input(valid=False)])) == "StatusCode.INVALID_ARGUMENT"
+        assert handle.server.metrics.inflight == 0
