@@ -22,10 +22,10 @@ from serve.client import Client
 from serve.deploy import prepare
 from serve.repository import ModelRepository
 from serve.server import ServerConfig, ServerThread
+from tests.old_exporter import mnist_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PERF_ANALYZER = REPO_ROOT / ".cache" / "perf_analyzer" / "run"
-MNIST = REPO_ROOT.parent / "shared" / "models" / "cntk_mnist" / "model.onnx"
 MODEL = "mnist"
 CONCURRENCIES = (1, 2, 3, 4)
 
@@ -36,10 +36,11 @@ CLIENT_COUNT = re.compile(r"^\s+Request count: (\d+)", re.MULTILINE)
 SERVER_COUNT = re.compile(r"^\s+Inference count: (\d+)", re.MULTILINE)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@pytest.fixture(scope="module", params=["cntk", "made-here"])
+def server(request, tmp_path_factory):
+    """CNTK's MNIST (../shared, where it is beside the checkout) or the one made alike here."""
     repo = ModelRepository(tmp_path_factory.mktemp("repo"))
-    prepared = prepare([MNIST], name=MODEL)
+    prepared = prepare([mnist_folder(request.param, tmp_path_factory) / "model.onnx"], name=MODEL)
     repo.add(prepared.config, prepared.model_bytes)
     with ServerThread(ServerConfig(repo=repo.root, port=0, metrics_port=None)) as handle:
         yield handle

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from serve.deploy import prepare
 from serve.errors import InvalidModel
-from tests.server.conftest import SHARED_MODELS
+from tests.old_exporter import mnist_folder
 
 
 def _matmul_model(weight: TensorProto, width: int = 4) -> onnx.ModelProto:
@@ -45,8 +45,9 @@ def test_huge_declared_tensor_is_refused_without_allocating_it(tmp_path: Path) -
         prepare([path])
 
 
-def test_truncated_real_model(tmp_path: Path) -> None:
-    data = (SHARED_MODELS / "cntk_mnist" / "model.onnx").read_bytes()
+@pytest.mark.parametrize("kind", ["cntk", "made-here"])
+def test_truncated_real_model(tmp_path: Path, kind: str, tmp_path_factory) -> None:
+    data = (mnist_folder(kind, tmp_path_factory) / "model.onnx").read_bytes()
     path = tmp_path / "truncated.onnx"
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(InvalidModel, match="truncated.onnx"):

@@ -24,7 +24,8 @@ from referencing import Registry, Resource
 
 ROOT = Path(__file__).resolve().parents[2]
 KSERVE_DIR = ROOT / "deploy" / "kserve"
-CRD_DIR = ROOT.parent / "shared" / "kserve-crds"
+CRD_DIR = Path(__file__).resolve().parent / "crds"  # KServe's, Apache-2.0 (crds/README.md)
+SHARED_CRD_DIR = ROOT.parent / "shared" / "kserve-crds"  # the team's copy, where it is beside the clone
 KUBERNETES_VERSION = "1.30"  # the oldest Kubernetes the manifests target (grpc probes are GA from 1.27)
 
 # Kind -> CRD file. KServe generates ClusterServingRuntime from the same ServingRuntimeSpec

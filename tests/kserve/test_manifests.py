@@ -21,7 +21,8 @@ import yaml  # noqa: E402
 
 from serve.cli import build_parser  # noqa: E402
 from serve.health import LIVENESS_SERVICE  # noqa: E402
-from tests.kserve.manifests import KSERVE_DIR, find, load_docs, merge_patch, overlays, render, validate  # noqa: E402
+from tests.kserve.manifests import (CRD_DIR, CRD_FILES, KSERVE_DIR, SHARED_CRD_DIR, find, load_docs,  # noqa: E402
+                                    merge_patch, overlays, render, validate)
 
 TARGETS = [KSERVE_DIR / "base", *overlays()]
 
@@ -164,3 +165,10 @@ def test_headless_service_selects_the_predictor_pods_on_the_grpc_port() -> None:
 def test_every_yaml_file_parses() -> None:
     for path in KSERVE_DIR.rglob("*.yaml"):
         assert load_docs(path), path
+
+
+@pytest.mark.skipif(not SHARED_CRD_DIR.is_dir(), reason="no ../shared/kserve-crds beside the checkout to compare with")
+def test_the_shipped_crds_are_the_shared_ones() -> None:
+    """tests/kserve/crds is KServe's files unmodified: byte for byte the team's copy."""
+    for name in sorted(set(CRD_FILES.values())):
+        assert (CRD_DIR / name).read_bytes() == (SHARED_CRD_DIR / name).read_bytes(), name

@@ -13,8 +13,6 @@ from serve.deploy import prepare
 from serve.repository import ModelRepository
 from serve.server import ServerConfig, ServerThread
 
-SHARED_MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "models"
-
 # Every ONNX element type the v2 protocol carries, as (v2 name, ONNX type).
 IDENTITY_TYPES = {
     "BOOL": TensorProto.BOOL, "UINT8": TensorProto.UINT8, "UINT16": TensorProto.UINT16,

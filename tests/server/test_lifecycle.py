@@ -18,9 +18,8 @@ from serve.deploy import prepare
 from serve.errors import InvalidModel
 from serve.repository import ModelRepository
 from serve.server import ServerConfig, ServerThread
-from tests.server.conftest import SHARED_MODELS, add_model, digits_sample, two_output_model
-
-CNTK = SHARED_MODELS / "cntk_mnist"
+from tests.old_exporter import mnist_folder, reference_sets
+from tests.server.conftest import add_model, digits_sample, two_output_model
 
 
 def _digits_ok(client) -> bool:
@@ -39,15 +38,17 @@ def fresh(tmp_path, digits_model):
             yield repo, handle, client
 
 
-def test_cntk_mnist_test_sets_come_back_through_grpc(fresh) -> None:
+@pytest.mark.parametrize("kind", ["cntk", "made-here"])
+def test_cntk_mnist_test_sets_come_back_through_grpc(fresh, kind, tmp_path_factory) -> None:
+    """An old exporter's file (opset 8, IR 3: CNTK's MNIST, or one made alike here) is
+    upgraded at deploy and answers its own test sets through gRPC."""
     repo, _, client = fresh
-    add_model(repo, CNTK / "model.onnx", "mnist")
+    folder = mnist_folder(kind, tmp_path_factory)
+    add_model(repo, folder / "model.onnx", "mnist")
     client.load_model("mnist")
     meta = client.get_model_metadata("mnist")
     name, shape = meta.inputs[0].name, list(meta.inputs[0].shape)
-    for i in range(3):
-        x = numpy_helper.to_array(onnx.load_tensor(str(CNTK / f"test_data_set_{i}" / "input_0.pb")))
-        want = numpy_helper.to_array(onnx.load_tensor(str(CNTK / f"test_data_set_{i}" / "output_0.pb")))
+    for x, want in reference_sets(folder):
         inp = grpcclient.InferInput(name, shape, "FP32")
         inp.set_data_from_numpy(x.reshape(shape).astype(np.float32))
         got = client.infer("mnist", [inp]).as_numpy(meta.outputs[0].name)
