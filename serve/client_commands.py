@@ -61,6 +61,24 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def rpc_failure(exc, address: str) -> str:
+    """What to print for a failed call: the server's status, or that no server answers at all.
+
+    gRPC's own text for a refused connection ("connections to all backends failing;
+    last error: UNKNOWN: ipv4:...") does not say what to do about it.
+    """
+    import grpc
+
+    from serve.client import Client
+
+    if exc.code() is grpc.StatusCode.UNAVAILABLE:
+        with Client(address) as probe:
+            if not probe.live():
+                return (f"no bwserve server answers at {address}: start one with `serve deploy` or `serve start`, "
+                        "or name where one runs with --server")
+    return f"{exc.code().name}: {exc.details()}"
+
+
 def client_for(args):
     """A client carrying the management token (--auth-token-file or $BWSERVE_AUTH_TOKEN)."""
     from serve.auth import read_token
@@ -85,7 +103,7 @@ def cmd_list(args) -> int:
             config = repo.read_config(name, version)
             inputs = ", ".join(f"{t.name} {t.datatype}{list(t.shape)}" for t in config.inputs)
             state, reason = states.get((name, str(version)), ("not served", ""))
-            table.add_row(name, str(version), config.backend, config.precision, inputs,
+            table.add_row(name, str(version), ",".join(config.backends), config.precision, inputs,
                           state + (f" ({reason})" if reason else ""))
     from rich.console import Console
 
@@ -135,7 +153,7 @@ def cmd_infer(args) -> int:
             outputs = client.infer(args.name, inputs, args.version)
             elapsed = time.perf_counter() - start
         except grpc.RpcError as exc:
-            print(f"{exc.code().name}: {exc.details()}", file=sys.stderr)
+            print(rpc_failure(exc, args.server), file=sys.stderr)
             return 1
     np.set_printoptions(precision=4, suppress=True, linewidth=120)
     for name, array in outputs.items():
@@ -161,7 +179,7 @@ def cmd_bench(args) -> int:
                 pb.ModelMetadataRequest(name=args.name), timeout=30)
             request = build_request(args.name, random_inputs(metadata))
         except grpc.RpcError as exc:
-            print(f"{exc.code().name}: {exc.details()}", file=sys.stderr)
+            print(rpc_failure(exc, args.server), file=sys.stderr)
             return 1
     mode = f"rate {args.rate}/s (open loop)" if args.rate else f"concurrency {args.concurrency}"
     print(f"bench {args.name} at {args.server}: {mode}, up to {args.requests} requests / {args.duration:g} s")
