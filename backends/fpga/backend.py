@@ -3,7 +3,12 @@
 Load compiles the model once (``compiler``), pins its weights, binds the program
 (``runtime``) and computes its static cycle count (``cycles``); a request then only
 runs the bound instruction chain. ``last_device_stats`` reports the modeled device
-latency and MAC-array utilisation.
+latency and MAC utilisation.
+
+The matrix engine is the systolic array or the matrix-vector unit (fpga option
+``engine``); with ``engine=auto`` (the default) the model is pinned for both and
+served on the one whose modeled latency is lower (``self.engine_name`` says which,
+and ``self.candidates`` both figures).
 """
 from __future__ import annotations
 
@@ -13,9 +18,11 @@ from typing import Mapping
 import numpy as np
 import onnx
 
+from hw.config import MvuConfig
+
 from backends.base import Backend, BackendUnavailable, DeviceStats, ModelLoadFailed
-from backends.fpga import matunit
-from backends.fpga.compiler import compile_model
+from backends.fpga import isa, matunit, mvu
+from backends.fpga.compiler import compile_for
 from backends.fpga.cycles import program_cost
 from backends.fpga.options import parse_options
 from backends.fpga.runtime import Runtime
@@ -34,24 +41,38 @@ class FpgaBackend(Backend):
     def load_model(self, model: onnx.ModelProto) -> None:
         """Compile and bind an in-memory model (``load`` reads one from a file)."""
         opts = parse_options(dict(self.config.backend_options))
+        engines = (opts.engine,) if opts.engine != "auto" else ("systolic",) if opts.sim == "tile" else ("systolic", "mvu")
         try:
-            self.program, self.cfg = compile_model(model, dict(self.config.layer_formats), opts)
+            compiled = compile_for(model, dict(self.config.layer_formats), opts, engines)
         except (ModelLoadFailed, BackendUnavailable):
             raise
         except Exception as exc:  # a compiler bug or a malformed model: still a load failure
             raise ModelLoadFailed(f"fpga compiler: {type(exc).__name__}: {exc}") from exc
-        self.cost = program_cost(self.cfg, self.program.body)
+        fits = {name: (*c, program_cost(c[1], c[0].body)) for name, c in compiled.items()
+                if not isinstance(c, ModelLoadFailed)}
+        if not fits:
+            raise ModelLoadFailed("; ".join(f"{name}: {why}" for name, why in compiled.items()))
+        self.candidates = {name: cost for name, (_, _, cost) in fits.items()}
+        self.engine_name = min(fits, key=lambda name: fits[name][2].cycles)
+        self.program, self.cfg, self.cost = fits[self.engine_name]
         self.engine = self._engine(opts.sim)
         self.runtime = Runtime(self.program, self.cfg, self.engine)
         self._stats = DeviceStats(self.cost.cycles, self.cost.seconds(self.cfg), self.cost.utilisation(self.cfg))
         self._last: DeviceStats | None = None
 
     def _engine(self, sim: str):
+        is_mvu = isinstance(self.cfg, MvuConfig)
         if sim == "golden":
-            return matunit.golden_tiles
+            return mvu.golden_products if is_mvu else matunit.golden_tiles
         if sim == "tile":
+            if is_mvu:
+                raise ModelLoadFailed("fpga_sim=tile runs the systolic array's tiles one by one; "
+                                      "the matrix-vector unit has golden and rtl")
             return matunit.tile_by_tile
         try:
+            if is_mvu:
+                pinned = [p.tiles for p in self.program.prologue if isinstance(p, isa.PinWeights)]
+                return mvu.RtlMvuEngine(self.cfg, pinned)
             return matunit.RtlEngine(self.cfg)
         except ImportError as exc:
             raise BackendUnavailable(f"fpga_sim=rtl needs the Verilator harness (hw.sim): {exc}") from exc
@@ -67,6 +88,6 @@ class FpgaBackend(Backend):
         return self._last
 
     def close(self) -> None:
-        if isinstance(self.engine, matunit.RtlEngine):
+        if isinstance(self.engine, (matunit.RtlEngine, mvu.RtlMvuEngine)):
             self.engine.close()
         self.runtime = None

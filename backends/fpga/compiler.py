@@ -6,8 +6,10 @@ instructions or raises ``Unsupported``; such nodes run on the host: consecutive 
 become one ``HostCall`` partition (an ONNX sub-model run by onnxruntime), whose inputs
 and outputs cross the host link. With ``strict`` the first one is an error instead.
 
-Weights are pinned after lowering, once their total size is known: a model whose
-tiles do not fit ``HwConfig.weight_mem_bytes`` is refused with both sizes.
+Lowering knows no engine. Weights are pinned after it, once their total size is known,
+for each matrix engine asked for: the systolic array's tiles (``HwConfig.weight_mem_bytes``)
+or the matrix-vector unit's words (``MvuConfig.mem_words`` per tile engine). A model
+that does not fit is refused with both sizes.
 """
 from __future__ import annotations
 
@@ -18,9 +20,9 @@ from onnx import helper
 from backends.base import ModelLoadFailed
 from backends.fpga import isa
 from backends.fpga.graph import Graph, load_graph
-from backends.fpga.operands import encode_weights, tile_bytes, tile_count
-from backends.fpga.options import FpgaOptions, hw_config, layer_format
-from hw.config import HwConfig
+from backends.fpga.operands import encode_mvu_weights, encode_weights, tile_bytes, tile_count
+from backends.fpga.options import FpgaOptions, hw_config, layer_format, mvu_config
+from hw.config import HwConfig, MvuConfig
 
 
 class Unsupported(Exception):
@@ -28,10 +30,10 @@ class Unsupported(Exception):
 
 
 class Ctx:
-    """What a lowering function sees: the graph, the array config, and the emitters."""
+    """What a lowering function sees: the graph and the emitters (lowering knows no engine)."""
 
-    def __init__(self, graph: Graph, cfg: HwConfig):
-        self.g, self.cfg = graph, cfg
+    def __init__(self, graph: Graph):
+        self.g = graph
         self.body: list = []
         self.consts_pinned: dict[str, isa.PinConst] = {}
         self.weights: dict[str, tuple[np.ndarray, str]] = {}  # slot -> (W (G, K, N), format)
@@ -155,8 +157,9 @@ def _lower_all(ctx: Ctx, strict: bool) -> list:
     return parts
 
 
-def _pin(ctx: Ctx) -> list:
-    cfg = ctx.cfg
+def _pin(ctx: Ctx, cfg: HwConfig | MvuConfig) -> list:
+    if isinstance(cfg, MvuConfig):
+        return _pin_mvu(ctx, cfg)
     tiles = sum(tile_count(cfg, *w.shape) for w, _ in ctx.weights.values())
     need = tile_bytes(cfg, tiles)
     if need > cfg.weight_mem_bytes:
@@ -169,17 +172,56 @@ def _pin(ctx: Ctx) -> list:
     return pins + list(ctx.consts_pinned.values())
 
 
-def compile_model(model: onnx.ModelProto, layer_formats: dict[str, str],
-                  opts: FpgaOptions) -> tuple[isa.Program, HwConfig]:
-    """Compile ``model`` for the array ``opts`` and the formats describe."""
+def _pin_mvu(ctx: Ctx, cfg: MvuConfig) -> list:
+    """Pin every weight matrix in the MVU's tile engines' memories, or refuse the model."""
+    for ins in ctx.body:
+        if isinstance(ins, isa.MatMul) and (ins.k > cfg.max_k or ins.n > cfg.max_m):
+            raise ModelLoadFailed(
+                f"a {ins.k}x{ins.n} product is larger than the matrix-vector unit's buffers take "
+                f"(K up to {cfg.max_k} inputs, N up to {cfg.max_m} outputs)")
+    pins = [isa.PinWeights(slot, encode_mvu_weights(cfg, layer_format(fmt), w), fmt)
+            for slot, (w, fmt) in ctx.weights.items()]
+    words = sum(p.tiles.words for p in pins)
+    if words > cfg.mem_words:
+        word_bits = cfg.dpes * cfg.lanes * cfg.weight_bits
+        need = int(np.ceil(words * cfg.tiles * word_bits / 8))
+        raise ModelLoadFailed(
+            f"the model's weights need {need} bytes of on-chip weight memory ({words} words of "
+            f"{cfg.dpes}x{cfg.lanes} weights in each of {cfg.tiles} tile engines at {cfg.weight_bits:g} bits "
+            f"per weight), but the matrix-vector unit has {cfg.weight_mem_bytes} bytes ({cfg.mem_words} words "
+            f"per tile engine; fpga option weight_mem)")
+    return pins + list(ctx.consts_pinned.values())
+
+
+def compile_for(model: onnx.ModelProto, layer_formats: dict[str, str], opts: FpgaOptions,
+                engines: tuple[str, ...]) -> dict[str, tuple[isa.Program, HwConfig | MvuConfig] | ModelLoadFailed]:
+    """Lower ``model`` once, then pin it for each engine ("systolic", "mvu"): each
+    engine's program and config, or why it cannot take the model."""
     g = load_graph(model, layer_formats)
     try:
         formats = [layer_format(f) for f in g.formats.values()]
     except ValueError as exc:
         raise ModelLoadFailed(str(exc)) from exc
-    cfg = hw_config(opts, formats)
-    ctx = Ctx(g, cfg)
+    configs = {"systolic": hw_config, "mvu": mvu_config}
+    ctx = Ctx(g)
     parts = _lower_all(ctx, opts.strict)
-    prologue = _pin(ctx)
-    program = isa.Program(prologue, ctx.body, parts, {n: n for n in g.inputs}, {n: n for n in g.outputs})
-    return program, cfg
+    out: dict = {}
+    for engine in engines:
+        try:
+            cfg = configs[engine](opts, formats)
+            prologue = _pin(ctx, cfg)
+        except ModelLoadFailed as exc:
+            out[engine] = exc
+            continue
+        out[engine] = (isa.Program(prologue, ctx.body, parts, {n: n for n in g.inputs},
+                                   {n: n for n in g.outputs}), cfg)
+    return out
+
+
+def compile_model(model: onnx.ModelProto, layer_formats: dict[str, str], opts: FpgaOptions,
+                  engine: str = "systolic") -> tuple[isa.Program, HwConfig | MvuConfig]:
+    """Compile ``model`` for one engine as ``opts`` and the formats describe."""
+    result = compile_for(model, layer_formats, opts, (engine,))[engine]
+    if isinstance(result, ModelLoadFailed):
+        raise result
+    return result

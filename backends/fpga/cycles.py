@@ -1,23 +1,35 @@
-"""Cycles per instruction: the device-time model of a compiled program.
+"""Cycles per instruction, and a program's schedule: the device-time model of a compiled program.
 
 Static: at batch 1 every shape is known at compile time, so a program's cycles are
 computed once at load and reported with each request.
 
-* ``MatMul``: each weight tile is loaded from weight memory into the array
+Three units work at once: the matrix engine (the systolic array or the MVU), the
+vector unit, and the host link. One thread of instructions issues in order; an
+instruction starts when the one before it has started, its unit has room, and its
+operands are there (a scoreboard). Element-wise vector instructions (``Unary``,
+``Binary``) *chain*: they start on the first elements of an operand that a matrix
+product or another vector instruction is still producing and finish one pipeline
+depth after it, as Brainwave's multifunction units take the matrix-vector unit's
+output with no round trip through memory. So an LSTM gate after its product costs
+its stages' depth, not another pass over the vector.
+
+* ``MatMul``, systolic array: each weight tile is loaded into the array
   (``hw.cycles.load_cycles``) and then streams all ``T`` vectors
-  (``hw.cycles.tile_cycles``): the RTL's own counts, checked in RTL mode. No overlap
-  between loading and streaming (the RTL has one weight register set). Input
-  quantisation is in the streaming path (free); a run-time weight operand is first
-  encoded by the vector unit.
-* Vector instructions: the vector unit has one lane per array column (its input is one
-  array output row per cycle), plus ``VECTOR_LATENCY`` cycles to fill its pipeline.
-  Pooling reads every window element; softmax makes three passes; a reshape is
-  free (addressing only).
+  (``hw.cycles.tile_cycles``): the RTL's own counts, checked in RTL mode. A run-time
+  weight operand is first encoded by the vector unit.
+* ``MatMul``, MVU: ``T`` products (``hw.mvu.cycles.product_cycles``, at the split of
+  the tile engines over K that ``best_shape`` picks) per group; a run-time weight
+  operand is first written into the weight memories (``write_cycles``). The first
+  pass's outputs are there after one pass; all of them at the end.
+* Vector instructions: ``ceil(elements / lanes)`` cycles on the unit (one lane per
+  array column; the MVU's unit takes a whole pass a cycle), results ``latency``
+  cycles later. Pooling reads every window element; softmax makes three passes; a
+  reshape, and a slice of a contiguous range, are addressing only (free).
 * Host link (``Recv``, ``Send``, ``HostCall`` transfers): ``LINK_LATENCY_S`` per
   transfer plus bytes at ``LINK_BYTES_PER_S`` (PCIe gen3 x8-like), in device cycles.
   Host compute time is not device time and is not counted.
 
-The three constants below are model assumptions not (yet) in ``HwConfig``; each is
+The constants below are model assumptions not (yet) in the hardware config; each is
 written only here.
 """
 from __future__ import annotations
@@ -28,31 +40,49 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw import cycles as hw_cycles
-from hw.config import HwConfig
+from hw.config import HwConfig, MvuConfig
+from hw.mvu import cycles as mvu_cycles
 
 from backends.fpga import isa
 
-VECTOR_LATENCY = 4  # cycles: the vector unit's pipeline depth
+VECTOR_LATENCY = 4  # cycles: the systolic array's vector unit's pipeline depth
 LINK_BYTES_PER_S = 8e9
 LINK_LATENCY_S = 1e-6
+
+Config = HwConfig | MvuConfig
+_ELEMENTWISE = (isa.Unary, isa.Binary)
 
 
 @dataclass(frozen=True)
 class Cost:
-    cycles: int
+    cycles: int  # the instruction alone: its unit's busy cycles plus its latency
     macs: int = 0  # useful multiply-accumulates (unpadded)
 
 
-def lanes(cfg: HwConfig) -> int:
-    """Vector-unit lanes: one per array column."""
-    return cfg.cols
+@dataclass(frozen=True)
+class Timing:
+    unit: str  # "matrix" | "vector" | "link" | "" (free: addressing only)
+    busy: int  # cycles the unit is taken
+    latency: int = 0  # from the unit's last busy cycle to the last result
+    first: int | None = None  # cycles from the start to the first results (None: with the last)
+    macs: int = 0
 
 
-def vector_cycles(cfg: HwConfig, elements: int) -> int:
-    return math.ceil(elements / lanes(cfg)) + VECTOR_LATENCY
+def lanes(cfg: Config) -> int:
+    """Vector-unit lanes: one per array column; the MVU's: a whole pass of outputs."""
+    return cfg.vector_lanes if isinstance(cfg, MvuConfig) else cfg.cols
 
 
-def link_cycles(cfg: HwConfig, nbytes: int) -> int:
+def vector_latency(cfg: Config) -> int:
+    return cfg.vector_latency if isinstance(cfg, MvuConfig) else VECTOR_LATENCY
+
+
+def vector_cycles(cfg: Config, elements: int) -> int:
+    """One vector instruction over ``elements``, alone: busy cycles plus its depth."""
+    return math.ceil(elements / lanes(cfg)) + vector_latency(cfg)
+
+
+def link_cycles(cfg: Config, nbytes: int) -> int:
     """One host-link transfer of ``nbytes``."""
     return math.ceil((LINK_LATENCY_S + nbytes / LINK_BYTES_PER_S) * cfg.clock_hz)
 
@@ -61,51 +91,147 @@ def matmul_tiles(cfg: HwConfig, ins: isa.MatMul) -> int:
     return ins.groups * math.ceil(ins.k / cfg.rows) * math.ceil(ins.n / cfg.cols)
 
 
-def matmul_cycles(cfg: HwConfig, ins: isa.MatMul) -> int:
-    """What the array itself spends (loads plus tiles): the figure the RTL reports."""
+def mvu_shape(cfg: MvuConfig, ins: isa.MatMul):
+    """The MVU's way of running ``ins``' products (the one the compiler pinned for)."""
+    return mvu_cycles.best_shape(cfg, ins.n, ins.k)
+
+
+def matmul_cycles(cfg: Config, ins: isa.MatMul) -> int:
+    """What the matrix engine itself spends: the figure the RTL's counters report."""
+    if isinstance(cfg, MvuConfig):
+        return ins.groups * ins.t * mvu_cycles.product_cycles(mvu_shape(cfg, ins))
     return matmul_tiles(cfg, ins) * (hw_cycles.load_cycles(cfg) + hw_cycles.tile_cycles(cfg, ins.t))
 
 
-def cost(cfg: HwConfig, ins: isa.Instruction) -> Cost:
-    """Cycles (and useful MACs) of one body instruction."""
+def _matmul_timing(cfg: Config, ins: isa.MatMul) -> Timing:
+    macs = ins.groups * ins.t * ins.k * ins.n
+    busy = matmul_cycles(cfg, ins)
+    if isinstance(cfg, MvuConfig):
+        s = mvu_shape(cfg, ins)
+        extra = ins.groups * mvu_cycles.write_cycles(s) + vector_cycles(cfg, ins.groups * ins.k * ins.n) \
+            if ins.wsrc else 0
+        first = extra + 1 + s.c + mvu_cycles.PIPELINE if ins.groups * ins.t == 1 else None
+        return Timing("matrix", busy + extra, 0, first, macs)
+    extra = vector_cycles(cfg, ins.groups * ins.k * ins.n) if ins.wsrc else 0
+    return Timing("matrix", busy + extra, 0, None, macs)
+
+
+def timing(cfg: Config, ins: isa.Instruction) -> Timing:
+    """How one body instruction uses the device."""
+    vec = lambda n: Timing("vector", math.ceil(n / lanes(cfg)), vector_latency(cfg))  # noqa: E731
     if isinstance(ins, isa.MatMul):
-        extra = vector_cycles(cfg, ins.groups * ins.k * ins.n) if ins.wsrc else 0
-        return Cost(matmul_cycles(cfg, ins) + extra, ins.groups * ins.t * ins.k * ins.n)
+        return _matmul_timing(cfg, ins)
     if isinstance(ins, isa.Im2Col):
         g = ins.geom
-        return Cost(vector_cycles(cfg, g.groups * g.vectors * g.patch))
-    if isinstance(ins, (isa.Unary, isa.Binary, isa.Slice, isa.Concat)):
-        return Cost(vector_cycles(cfg, ins.size))
+        return vec(g.groups * g.vectors * g.patch)
+    if isinstance(ins, isa.Slice):
+        return Timing("", 0) if ins.contiguous else vec(ins.size)
+    if isinstance(ins, (isa.Unary, isa.Binary, isa.Concat)):
+        return vec(ins.size)
     if isinstance(ins, isa.Softmax):  # max, exp-and-sum, divide
-        return Cost(3 * vector_cycles(cfg, int(np.prod(ins.shape))))
+        t = vec(int(np.prod(ins.shape)))
+        return Timing("vector", 3 * t.busy, 3 * t.latency)
     if isinstance(ins, isa.Pool):
         g = ins.geom
         out = g.in_shape[0] * g.in_shape[1] * int(np.prod(g.out_spatial))
-        return Cost(vector_cycles(cfg, out * int(np.prod(g.kernel))))
+        return vec(out * int(np.prod(g.kernel)))
     if isinstance(ins, isa.Move):
-        return Cost(0 if ins.perm is None else vector_cycles(cfg, int(np.prod(ins.shape))))
+        return Timing("", 0) if ins.perm is None else vec(int(np.prod(ins.shape)))
     if isinstance(ins, (isa.Recv, isa.Send)):
-        return Cost(link_cycles(cfg, 4 * int(np.prod(ins.shape))))
+        return Timing("link", link_cycles(cfg, 4 * int(np.prod(ins.shape))))
     if isinstance(ins, isa.HostCall):
-        return Cost(link_cycles(cfg, ins.in_bytes) + link_cycles(cfg, ins.out_bytes))
+        return Timing("link", link_cycles(cfg, ins.in_bytes) + link_cycles(cfg, ins.out_bytes))
     raise TypeError(f"no cost for {type(ins).__name__}")
+
+
+def cost(cfg: Config, ins: isa.Instruction) -> Cost:
+    """Cycles (and useful MACs) of one body instruction run alone."""
+    t = timing(cfg, ins)
+    return Cost(t.busy + t.latency, t.macs)
 
 
 @dataclass(frozen=True)
 class ProgramCost:
-    cycles: int
+    cycles: int  # the whole request on the device, host-link transfers included
     macs: int
-    matmul_cycles: int  # the array's share, comparable with the RTL's counters
+    matmul_cycles: int  # the matrix engine's share, comparable with the RTL's counters
+    compute_cycles: int  # cycles in which the matrix engine or the vector unit has work in flight
 
-    def seconds(self, cfg: HwConfig) -> float:
+    def seconds(self, cfg: Config) -> float:
         return self.cycles / cfg.clock_hz
 
-    def utilisation(self, cfg: HwConfig) -> float:
-        """Useful MACs over what the array could have done in the program's cycles."""
+    def utilisation(self, cfg: Config) -> float:
+        """Useful MACs over what the engine could have done while the device computed
+        (cycles in which only the host link works, such as a request's input arriving
+        and its outputs leaving, are the link's time, not the engine's)."""
+        return self.macs / (cfg.macs * self.compute_cycles) if self.compute_cycles else 0.0
+
+    def end_to_end_utilisation(self, cfg: Config) -> float:
+        """The same over the whole request, host-link transfers included."""
         return self.macs / (cfg.macs * self.cycles) if self.cycles else 0.0
 
 
-def program_cost(cfg: HwConfig, body: list) -> ProgramCost:
-    costs = [cost(cfg, ins) for ins in body]
-    mm = sum(matmul_cycles(cfg, i) for i in body if isinstance(i, isa.MatMul))
-    return ProgramCost(sum(c.cycles for c in costs), sum(c.macs for c in costs), mm)
+def _reads(ins) -> tuple[str, ...]:
+    if isinstance(ins, isa.MatMul):
+        return (ins.src,) + ((ins.wsrc,) if ins.wsrc else ())
+    if isinstance(ins, isa.Binary):
+        return (ins.a, ins.b)
+    if isinstance(ins, (isa.Concat, isa.HostCall)):
+        return tuple(ins.srcs)
+    if isinstance(ins, isa.Recv):
+        return ()
+    return (ins.src,)
+
+
+def _writes(ins) -> tuple[str, ...]:
+    if isinstance(ins, isa.HostCall):
+        return tuple(ins.dsts)
+    if isinstance(ins, isa.Send):
+        return ()
+    return (ins.dst,)
+
+
+def program_cost(cfg: Config, body: list) -> ProgramCost:
+    """Schedule ``body`` on the three units (module doc) and total its cycles."""
+    first: dict[str, int] = {}  # register -> cycle its first elements are there
+    last: dict[str, int] = {}  # register -> cycle all of it is there
+    free = {"matrix": 0, "vector": 0, "link": 0}
+    issue = end = macs = mm = 0
+    spans: list[tuple[int, int]] = []  # (start, finish) of every computing instruction
+    for ins in body:
+        t = timing(cfg, ins)
+        srcs = _reads(ins)
+        if not t.unit:  # addressing only: the result is its source, there when the source is
+            for d in _writes(ins):
+                first[d], last[d] = first.get(srcs[0], 0), last.get(srcs[0], 0)
+            continue
+        chains = isinstance(ins, _ELEMENTWISE)
+        ready = max([(first if chains else last).get(s, 0) for s in srcs], default=0)
+        start = max(issue, free[t.unit], ready)
+        done = start + t.busy
+        if chains:  # stream behind the producers: done no earlier than their last elements
+            done = max(done, max([last.get(s, 0) for s in srcs], default=0))
+        free[t.unit] = start + t.busy
+        finish = done + t.latency
+        head = start + t.latency if chains else start + (t.busy if t.first is None else t.first) + t.latency
+        for d in _writes(ins):
+            first[d], last[d] = min(head, finish), finish
+        issue = start
+        end = max(end, finish)
+        macs += t.macs
+        if isinstance(ins, isa.MatMul):
+            mm += matmul_cycles(cfg, ins)
+        if t.unit != "link":
+            spans.append((start, finish))
+    return ProgramCost(end, macs, mm, _covered(spans))
+
+
+def _covered(spans: list[tuple[int, int]]) -> int:
+    """Cycles in which at least one of ``spans`` is in flight."""
+    total, reach = 0, None
+    for a, b in sorted(spans):
+        if reach is None or a > reach:
+            total, reach = total + b - a, b
+        elif b > reach:
+            total, reach = total + b - reach, b
+    return total

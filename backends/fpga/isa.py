@@ -69,11 +69,40 @@ class WeightTiles:
         return self.mant.astype(np.float64)
 
 
+@dataclass(frozen=True)
+class MvuWeights:
+    """One pinned weight matrix for the matrix-vector unit, one row per output.
+
+    ``mant``: (G, N, Kp) mantissas; ``exp``: (G, N, Kp/block) block exponents
+    (``Kp``: K padded to whole input words). ``shape``: how the MVU runs each group's
+    product (``hw.mvu.layout.Shape``: split of the tile engines, passes, words).
+    """
+
+    mant: np.ndarray
+    exp: np.ndarray
+    k: int
+    n: int
+    shape: Any
+
+    @property
+    def words(self) -> int:
+        """Weight-memory words the matrix takes in each tile engine."""
+        return self.mant.shape[0] * self.shape.words
+
+    @cached_property
+    def blas_operands(self) -> list[np.ndarray]:
+        """Each group's mantissas as the golden engine's exact float64 BLAS operand
+        (``hw.mvu.golden.weight_operand``: (n_blocks, block, N)), made once."""
+        g, n, kp = self.mant.shape
+        nb = self.exp.shape[-1]
+        return [np.ascontiguousarray(m.reshape(n, nb, kp // nb).transpose(1, 2, 0), np.float64) for m in self.mant]
+
+
 # -- prologue ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PinWeights:
     slot: str
-    tiles: WeightTiles = field(repr=False)
+    tiles: WeightTiles | MvuWeights = field(repr=False)
     fmt: str  # the layer's format ("fp32": the array's own widest encoding)
 
 
@@ -225,6 +254,7 @@ class Slice:
     start: int
     stop: int
     size: int  # elements of the result
+    contiguous: bool = False  # one range of the source's memory: addressing only, no move
 
 
 @dataclass(frozen=True)

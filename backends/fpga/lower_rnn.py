@@ -60,8 +60,8 @@ class _Cell:
             return dict(slot=self.ctx.pin_weights(value[d, lo:hi].T[None], self.ctx.fmt(name), name))
         k = self.ctx.shape(name)[2]
         rows = self.ctx.shape(name)[1]
-        part = self.emit(isa.Slice(self.tmp("w"), name, 0, d, d + 1, rows * k))
-        part = self.emit(isa.Slice(self.tmp("w"), part, 1, lo, hi, (hi - lo) * k))
+        part = self.emit(isa.Slice(self.tmp("w"), name, 0, d, d + 1, rows * k, True))
+        part = self.emit(isa.Slice(self.tmp("w"), part, 1, lo, hi, (hi - lo) * k, True))
         return dict(wsrc=self.emit(isa.Move(self.tmp("wt"), part, (1, k, hi - lo), perm=(1, 0), pre=(hi - lo, k))))
 
     def vec(self, name: str, d: int, lo: int, hi: int, plus: tuple[int, int] | None = None) -> str:
@@ -70,10 +70,10 @@ class _Cell:
         if value is not None:
             v = value[d, lo:hi] + (value[d, plus[0]:plus[1]] if plus else 0)
             return self.ctx.pin_const(v)
-        row = self.emit(isa.Slice(self.tmp("b"), name, 0, d, d + 1, self.ctx.shape(name)[1]))
-        out = self.emit(isa.Slice(self.tmp("b"), row, 1, lo, hi, hi - lo))
+        row = self.emit(isa.Slice(self.tmp("b"), name, 0, d, d + 1, self.ctx.shape(name)[1], True))
+        out = self.emit(isa.Slice(self.tmp("b"), row, 1, lo, hi, hi - lo, True))
         if plus:
-            other = self.emit(isa.Slice(self.tmp("b"), row, 1, plus[0], plus[1], hi - lo))
+            other = self.emit(isa.Slice(self.tmp("b"), row, 1, plus[0], plus[1], hi - lo, True))
             out = self.emit(isa.Binary("add", self.tmp("b"), out, other, hi - lo))
         return out
 
@@ -81,7 +81,7 @@ class _Cell:
         """Initial state ``name[d]`` (1, batch, H), or zeros."""
         if not name:
             return self.ctx.pin_const(np.zeros((1, self.batch, self.hidden), np.float32))
-        return self.emit(isa.Slice(self.tmp("s0"), self.ctx.operand(name), 0, d, d + 1, self.size(self.hidden)))
+        return self.emit(isa.Slice(self.tmp("s0"), self.ctx.operand(name), 0, d, d + 1, self.size(self.hidden), True))
 
     def inputs(self) -> str:
         """X as (steps, batch, K)."""
@@ -103,7 +103,7 @@ class _Cell:
                                     out_shape=(1, self.batch, width), **kw))
 
     def gate(self, src: str, lo: int, hi: int) -> str:
-        return self.emit(isa.Slice(self.tmp("g"), src, 2, lo, hi, self.size(hi - lo)))
+        return self.emit(isa.Slice(self.tmp("g"), src, 2, lo, hi, self.size(hi - lo), self.batch == 1))
 
     def op(self, kind: str, a: str, b: str | None = None) -> str:
         n = self.size(self.hidden)
@@ -149,7 +149,7 @@ def lower_lstm(ctx: Ctx, node) -> None:
         h, c = cell.state(cell.h0, d), cell.state(cell.c0, d)
         y = []
         for t in cell.steps(d):
-            xt = cell.emit(isa.Slice(cell.tmp("xt"), xw, 0, t, t + 1, cell.size(4 * hs)))
+            xt = cell.emit(isa.Slice(cell.tmp("xt"), xw, 0, t, t + 1, cell.size(4 * hs), True))
             g = cell.emit(isa.Binary("add", cell.tmp("gates"), xt, cell.recur(h, rk, 4 * hs), cell.size(4 * hs)))
             i, o, f, cc = (cell.gate(g, j * hs, (j + 1) * hs) for j in range(4))  # ONNX order i, o, f, c
             if peep:
@@ -180,17 +180,22 @@ def lower_gru(ctx: Ctx, node) -> None:
             hb = cell.vec(cell.b, d, 2 * hs, 3 * hs, None if lbr else (5 * hs, 6 * hs))
             bias = cell.emit(isa.Concat(cell.tmp("bias"), (zr, hb), -1, 3 * hs))
         xw = cell.project(x, d, 3 * hs, bias)
-        rzr, rh = cell.weight(cell.r, d, 0, 2 * hs), cell.weight(cell.r, d, 2 * hs, 3 * hs)
+        # With linear_before_reset every gate's recurrent product is of h itself: one
+        # product of all three (as cuDNN runs it); without, h's is of r * h, after z and r.
+        rall = cell.weight(cell.r, d, 0, 3 * hs) if lbr else None
+        rzr, rh = (None, None) if lbr else (cell.weight(cell.r, d, 0, 2 * hs), cell.weight(cell.r, d, 2 * hs, 3 * hs))
         rbh = cell.vec(cell.b, d, 5 * hs, 6 * hs) if cell.b and lbr else None
         h = cell.state(cell.h0, d)
         y = []
         for t in cell.steps(d):
-            xt = cell.emit(isa.Slice(cell.tmp("xt"), xw, 0, t, t + 1, cell.size(3 * hs)))
-            zr = cell.emit(isa.Binary("add", cell.tmp("zr"), cell.gate(xt, 0, 2 * hs), cell.recur(h, rzr, 2 * hs),
+            xt = cell.emit(isa.Slice(cell.tmp("xt"), xw, 0, t, t + 1, cell.size(3 * hs), True))
+            hr = cell.recur(h, rall, 3 * hs) if lbr else None
+            zr = cell.emit(isa.Binary("add", cell.tmp("zr"), cell.gate(xt, 0, 2 * hs),
+                                      cell.gate(hr, 0, 2 * hs) if lbr else cell.recur(h, rzr, 2 * hs),
                                       cell.size(2 * hs)))
             z, r = cell.op("sigmoid", cell.gate(zr, 0, hs)), cell.op("sigmoid", cell.gate(zr, hs, 2 * hs))
             if lbr:
-                hh = cell.recur(h, rh, hs)
+                hh = cell.gate(hr, 2 * hs, 3 * hs)
                 if rbh:
                     hh = cell.op("add", hh, rbh)
                 pre = cell.op("mul", r, hh)

@@ -102,6 +102,11 @@ class RtlEngine:
         self.tile_cycles += int(runs.tile_cycles.sum())
         return np.ldexp(runs.acc.astype(np.float64), acc_exp[:, None, None]).reshape(g, nk, nn, t, cols)
 
+    @property
+    def matrix_cycles(self) -> int:
+        """Cycles the array's counters have reported: the cycle model's ``matmul_cycles``."""
+        return self.load_cycles + self.tile_cycles
+
     def close(self) -> None:
         self.sim.close()
 

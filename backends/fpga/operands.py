@@ -18,10 +18,13 @@ from __future__ import annotations
 import numpy as np
 
 from hw import bfp
-from hw.config import HwConfig
+from hw.config import HwConfig, MvuConfig
+from hw.mvu import cycles as mvu_cycles
 from models.quantize.formats import Format, fake_quantize, quantize_blocks
 
-from backends.fpga.isa import WeightTiles
+from backends.fpga.isa import MvuWeights, WeightTiles
+
+Config = HwConfig | MvuConfig
 
 
 def _ceil_to(n: int, m: int) -> int:
@@ -32,11 +35,11 @@ def _is_int_block(fmt: Format | None) -> bool:
     return fmt is not None and fmt.spec.element is not None and fmt.spec.element.spec.is_int
 
 
-def encode_rows(cfg: HwConfig, fmt: Format | None, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def encode_rows(cfg: Config, fmt: Format | None, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Encode ``x`` (..., K) with blocks along K: ``(mant (..., Kp), exp (..., Kp/block))``,
-    ``Kp`` = K rounded up to whole array rows."""
+    ``Kp`` = K rounded up to whole array rows (systolic) or input words (MVU)."""
     k = x.shape[-1]
-    kp = _ceil_to(k, cfg.rows)
+    kp = _ceil_to(k, cfg.lanes if isinstance(cfg, MvuConfig) else cfg.rows)
     if not _is_int_block(fmt):
         if fmt is not None:
             x = fake_quantize(x, fmt, axis=-1)
@@ -54,7 +57,7 @@ def encode_rows(cfg: HwConfig, fmt: Format | None, x: np.ndarray) -> tuple[np.nd
     return _fit_exponents(cfg, mant, exp)
 
 
-def _fit_exponents(cfg: HwConfig, mant: np.ndarray, exp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _fit_exponents(cfg: Config, mant: np.ndarray, exp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Blocks whose exponent is below the array's range lose their low mantissa bits
     (rounded to nearest even), as the hardware's input converter would."""
     if exp.size and exp.max() > cfg.exp_max:
@@ -88,6 +91,19 @@ def encode_vectors(cfg: HwConfig, fmt: Format | None, x: np.ndarray) -> tuple[np
     mant = mant.reshape(g, t, nk, cfg.rows).transpose(0, 2, 1, 3)
     exp = exp.reshape(g, t, nk, cfg.n_blocks).transpose(0, 2, 1, 3)
     return mant, exp
+
+
+def encode_mvu_weights(cfg: MvuConfig, fmt: Format | None, w: np.ndarray) -> MvuWeights:
+    """Weights ``w`` (G, K, N) for the MVU: one row per output, blocks along K."""
+    g, k, n = w.shape
+    mant, exp = encode_rows(cfg, fmt, np.swapaxes(w, 1, 2))  # (G, N, Kp), (G, N, Kp/block)
+    return MvuWeights(np.ascontiguousarray(mant), np.ascontiguousarray(exp), k, n,
+                      mvu_cycles.best_shape(cfg, n, k))
+
+
+def encode_any_weights(cfg: Config, fmt: Format | None, w: np.ndarray) -> WeightTiles | MvuWeights:
+    """Weights ``w`` (G, K, N) in the matrix engine's own layout."""
+    return encode_mvu_weights(cfg, fmt, w) if isinstance(cfg, MvuConfig) else encode_weights(cfg, fmt, w)
 
 
 def tile_count(cfg: HwConfig, groups: int, k: int, n: int) -> int:

@@ -2,21 +2,28 @@
 
 Options (``ModelConfig.backend_options``, strings; ``serve deploy --option k=v``):
 
+``engine=auto``      the matrix engine: ``systolic`` (the array), ``mvu`` (the matrix-vector
+                     unit) or ``auto``: the model is compiled for both and runs on the one
+                     whose modeled latency is lower. Default: auto, or the one engine
+                     that ``array`` or ``mvu`` sizes
 ``array=RxC``        systolic array rows x cols (default: ``hw.config.DEFAULT``'s)
+``mvu=TxDxN``        MVU tile engines x dot-product engines x lanes, or a preset name
+                     (``hw.config.MVU_PRESETS``: ``small``, the default, ``tiny``, ``brainwave``)
 ``fpga_sim=golden``  matrix tiles on the numpy golden model (default) or ``rtl`` (Verilator)
 ``strict=0|1``       1: refuse a model with any op the device does not run
-``weight_mem=N``     on-chip weight memory in bytes (suffixes KiB, MiB accepted)
+``weight_mem=N``     on-chip weight memory in bytes (suffixes KiB, MiB accepted); the MVU's
+                     is shared equally by its tile engines
 ``mant_bits=N``      override the array's mantissa width chosen from the formats
 ``activations=layer_formats``  (set by ``models.quantize``) each product's input is
                      quantised in its weight's format: the only rule the device has
 
-The array's mantissa width follows the formats the model uses: an integer element of
+The engine's mantissa width follows the formats the model uses: an integer element of
 ``m`` magnitude bits plus a sign needs ``m + 1`` bits of two's complement; an fp32 or
 fp16 layer (or an MX minifloat, whose elements span more than 16 bits as integers)
 gets the widest setting, 16 bits with a 63-bit accumulator (``hw.config`` preset
-``ref16``). Its block is the largest that divides both the array's rows and every
-format's block, so a format block is a whole number of hardware blocks sharing one
-exponent (exact).
+``ref16``). Its block is the largest that divides both the array's rows (the MVU's
+lanes) and every format's block, so a format block is a whole number of hardware
+blocks sharing one exponent (exact).
 """
 from __future__ import annotations
 
@@ -25,20 +32,23 @@ import re
 from dataclasses import dataclass, replace
 
 from backends.base import ModelLoadFailed
-from hw.config import DEFAULT, HwConfig, preset
+from hw.config import DEFAULT, MVU_PRESETS, HwConfig, MvuConfig, mvu_preset, preset
 from models.quantize.formats import Family, Format, parse_format
 from models.quantize.report import ACTIVATIONS_LIKE_WEIGHTS, ACTIVATIONS_OPTION
 
 WIDEST = preset("ref16")
 _SIZE = re.compile(r"^\s*(\d+)\s*(KiB|MiB|GiB|k|K|M)?\s*$")
 _UNITS = {None: 1, "k": 1024, "K": 1024, "KiB": 1024, "M": 2**20, "MiB": 2**20, "GiB": 2**30}
-KNOWN = ("array", "fpga_sim", "strict", "weight_mem", "mant_bits", ACTIVATIONS_OPTION)
+KNOWN = ("engine", "array", "mvu", "fpga_sim", "strict", "weight_mem", "mant_bits", ACTIVATIONS_OPTION)
+ENGINES = ("auto", "systolic", "mvu")
 
 
 @dataclass(frozen=True)
 class FpgaOptions:
+    engine: str  # "auto" | "systolic" | "mvu"
     rows: int
     cols: int
+    mvu: MvuConfig  # the MVU's shape (tiles, dpes, lanes); widths follow the formats
     sim: str  # "golden" | "rtl" | "tile" (golden, one hw.golden.tile_matmul call per tile)
     strict: bool
     weight_mem: int | None
@@ -54,6 +64,12 @@ def parse_options(options: dict[str, str]) -> FpgaOptions:
     if rule != ACTIVATIONS_LIKE_WEIGHTS:
         raise ModelLoadFailed(f"fpga option {ACTIVATIONS_OPTION}={rule!r}: the device quantises each product's "
                               f"input like its weights ({ACTIVATIONS_LIKE_WEIGHTS!r}) and knows no other rule")
+    # Sizing one engine and not the other chooses it; engine= says so outright.
+    implied = "auto" if ("array" in options) == ("mvu" in options) else "systolic" if "array" in options else "mvu"
+    engine = options.get("engine", implied).strip().lower()
+    if engine not in ENGINES:
+        raise ModelLoadFailed(f"fpga option engine={options['engine']!r}: expected one of {', '.join(ENGINES)}")
+    mvu = _mvu_shape(options.get("mvu", "small"))
     rows, cols = DEFAULT.rows, DEFAULT.cols
     if "array" in options:
         m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", options["array"])
@@ -71,7 +87,20 @@ def parse_options(options: dict[str, str]) -> FpgaOptions:
             raise ModelLoadFailed(f"fpga option weight_mem={options['weight_mem']!r}: expected bytes, e.g. 8MiB")
         mem = int(m[1]) * _UNITS[m[2]]
     mant = int(options["mant_bits"]) if "mant_bits" in options else None
-    return FpgaOptions(rows, cols, sim, strict, mem, mant)
+    return FpgaOptions(engine, rows, cols, mvu, sim, strict, mem, mant)
+
+
+def _mvu_shape(text: str) -> MvuConfig:
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if m:
+        try:
+            return replace(mvu_preset("small"), tiles=int(m[1]), dpes=int(m[2]), lanes=int(m[3]))
+        except (TypeError, ValueError) as exc:
+            raise ModelLoadFailed(f"fpga option mvu={text!r}: {exc}") from exc
+    if text.strip() in MVU_PRESETS:
+        return mvu_preset(text.strip())
+    raise ModelLoadFailed(f"fpga option mvu={text!r}: expected TILESxDPESxLANES (e.g. 2x8x16) or a preset "
+                          f"({', '.join(sorted(MVU_PRESETS))})")
 
 
 def element_bits(fmt: Format | None) -> int:
@@ -92,16 +121,33 @@ def layer_format(name: str | None) -> Format | None:
     return None if fmt.spec.family is Family.IEEE else fmt
 
 
-def hw_config(opts: FpgaOptions, formats: list[Format | None]) -> HwConfig:
-    """The array a model runs on: the options' size, widths to hold every format."""
+def _widths(opts: FpgaOptions, formats: list[Format | None], k_unit: int) -> tuple[HwConfig, int, int]:
+    """The arithmetic every format fits: (base preset, mantissa bits, block along K)."""
     mant = opts.mant_bits or max([element_bits(f) for f in formats] or [WIDEST.mant_bits])
     base = WIDEST if mant > DEFAULT.mant_bits else DEFAULT
-    block = math.gcd(opts.rows, base.block)
+    block = math.gcd(k_unit, base.block)
     for f in formats:
         if f is not None:
             block = math.gcd(block, f.spec.block_size)
+    return base, mant, block
+
+
+def hw_config(opts: FpgaOptions, formats: list[Format | None]) -> HwConfig:
+    """The array a model runs on: the options' size, widths to hold every format."""
+    base, mant, block = _widths(opts, formats, opts.rows)
     try:
         return replace(base, rows=opts.rows, cols=opts.cols, block=block, mant_bits=mant,
                        weight_mem_bytes=opts.weight_mem or base.weight_mem_bytes)
     except (TypeError, ValueError) as exc:
         raise ModelLoadFailed(f"fpga options give an invalid array: {exc}") from exc
+
+
+def mvu_config(opts: FpgaOptions, formats: list[Format | None]) -> MvuConfig:
+    """The MVU a model runs on: the options' shape, the same widths as the array's."""
+    base, mant, block = _widths(opts, formats, opts.mvu.lanes)
+    mem = opts.weight_mem // opts.mvu.tiles if opts.weight_mem else opts.mvu.tile_mem_bytes
+    try:
+        return replace(opts.mvu, block=block, mant_bits=mant, acc_bits=base.acc_bits if base is WIDEST else opts.mvu.acc_bits,
+                       tile_mem_bytes=mem)
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadFailed(f"fpga options give an invalid matrix-vector unit: {exc}") from exc

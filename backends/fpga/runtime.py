@@ -10,14 +10,16 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from hw.config import HwConfig
+from hw.config import HwConfig, MvuConfig
 
 from backends.fpga import isa, kernels, matunit
-from backends.fpga.operands import encode_vectors, encode_weights
+from backends.fpga.operands import encode_any_weights, encode_rows, encode_vectors
 from backends.fpga.options import layer_format
 
 Regs = dict
-Engine = Callable  # (cfg, WeightTiles, x_mant, x_exp) -> tile values
+# systolic: (cfg, WeightTiles, x_mant, x_exp) -> tile values (G, nk, nn, T, cols);
+# MVU: (cfg, MvuWeights, x_mant, x_exp) -> product values (G, T, N)
+Engine = Callable
 
 _UNARY = {
     "relu": lambda x: np.maximum(x, np.float32(0)),
@@ -42,9 +44,9 @@ def _host_session(model):
 class Runtime:
     """One loaded program on one engine (golden, tile or rtl)."""
 
-    def __init__(self, program: isa.Program, cfg: HwConfig, engine: Engine):
+    def __init__(self, program: isa.Program, cfg: HwConfig | MvuConfig, engine: Engine):
         self.cfg, self.program, self.engine = cfg, program, engine
-        self.weights: dict[str, isa.WeightTiles] = {}
+        self.weights: dict[str, isa.WeightTiles | isa.MvuWeights] = {}
         self.consts: Regs = {}
         for ins in program.prologue:
             if isinstance(ins, isa.PinWeights):
@@ -87,16 +89,22 @@ class Runtime:
         src, dst, wsrc = ins.src, ins.dst, ins.wsrc
         pinned = self.weights.get(ins.slot)
         src_b, w_b = ins.src_bcast, ins.w_bcast
+        if isinstance(cfg, MvuConfig):  # blocks along K of whole input words; one value per product
+            encode_x = encode_rows
+            finish = lambda values: values.astype(np.float32)  # noqa: E731
+        else:  # K-tiles of the array's operands; their values summed in the accumulation buffer
+            encode_x = encode_vectors
+            finish = lambda values: matunit.reduce_tiles(values, n)  # noqa: E731
 
         def step(r):
             x = r[src] if src_b is None else np.broadcast_to(r[src].reshape(src_b[0]), src_b[1])
             if pinned is None:
                 wr = r[wsrc] if w_b is None else np.broadcast_to(r[wsrc].reshape(w_b[0]), w_b[1])
-                w = encode_weights(cfg, fmt, wr.reshape(g, k, n))
+                w = encode_any_weights(cfg, fmt, wr.reshape(g, k, n))
             else:
                 w = pinned
-            xm, xe = encode_vectors(cfg, fmt, x.reshape(g, t, k))
-            r[dst] = matunit.reduce_tiles(engine(cfg, w, xm, xe), n).reshape(out_shape)
+            xm, xe = encode_x(cfg, fmt, x.reshape(g, t, k))
+            r[dst] = finish(engine(cfg, w, xm, xe)).reshape(out_shape)
         return step
 
     def _bind_im2col(self, ins: isa.Im2Col):

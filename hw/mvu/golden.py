@@ -34,7 +34,8 @@ import numpy as np
 from hw import golden
 from hw.config import MvuConfig
 
-__all__ = ["MvmResult", "check_operands", "block_sums", "choose_acc_exp", "mvm"]
+__all__ = ["MvmResult", "check_operands", "weight_operand", "block_sums", "choose_acc_exp", "choose_acc_exp_from", "mvm",
+           "products"]
 
 
 class MvmResult(NamedTuple):
@@ -73,15 +74,21 @@ def check_operands(cfg: MvuConfig, w_mant, w_exp, x_mant, x_exp):
     return tuple(a.astype(np.int64) for a in arrays)
 
 
-def block_sums(cfg: MvuConfig, w_mant: np.ndarray, x_mant: np.ndarray, wf: np.ndarray | None = None) -> np.ndarray:
-    """Every block's integer dot product: (T, n_blocks, M) int64.
+def weight_operand(cfg: MvuConfig, w_mant: np.ndarray) -> np.ndarray:
+    """``w_mant`` (M, Kp) as the float64 (n_blocks, block, M) operand of :func:`block_sums`
+    (exact; made once per matrix)."""
+    m, kp = w_mant.shape
+    return np.ascontiguousarray(w_mant.reshape(m, kp // cfg.block, cfg.block).transpose(1, 2, 0), np.float64)
+
+
+def block_sums(cfg: MvuConfig, ws: np.ndarray, x_mant: np.ndarray) -> np.ndarray:
+    """Every block's integer dot product: (T, n_blocks, M) int64, ``ws`` from
+    :func:`weight_operand`.
 
     A float64 matmul (BLAS), exact: every partial sum is an integer below
-    ``2**psum_bits < 2**53``. ``wf``: ``w_mant`` already as float64 (made once at load).
+    ``2**psum_bits < 2**53``.
     """
-    m, kp = w_mant.shape
-    nb, b = kp // cfg.block, cfg.block
-    ws = (w_mant.astype(np.float64) if wf is None else wf).reshape(m, nb, b).transpose(1, 2, 0)  # (nb, b, M)
+    nb, b, _ = ws.shape
     xs = x_mant.reshape(-1, nb, 1, b).astype(np.float64)  # (T, nb, 1, b)
     return np.matmul(xs, ws)[:, :, 0, :].astype(np.int64)
 
@@ -99,7 +106,13 @@ def _rule(cfg: MvuConfig, sums: np.ndarray, e: np.ndarray) -> np.ndarray:
 def choose_acc_exp(cfg: MvuConfig, w_mant, w_exp, x_mant, x_exp) -> np.ndarray:
     """Each product's finest accumulator exponent at which nothing can saturate: (T,)."""
     w_mant, w_exp, x_mant, x_exp = check_operands(cfg, w_mant, w_exp, x_mant, x_exp)
-    return _rule(cfg, block_sums(cfg, w_mant, x_mant), _exponents(w_exp, x_exp))
+    return choose_acc_exp_from(cfg, weight_operand(cfg, w_mant), w_exp, x_mant, x_exp)
+
+
+def choose_acc_exp_from(cfg: MvuConfig, ws: np.ndarray, w_exp: np.ndarray, x_mant: np.ndarray,
+                        x_exp: np.ndarray) -> np.ndarray:
+    """:func:`choose_acc_exp` on checked operands, ``ws`` from :func:`weight_operand`."""
+    return _rule(cfg, block_sums(cfg, ws, x_mant), _exponents(w_exp, x_exp))
 
 
 def group_bounds(cfg: MvuConfig, kp: int, split: int) -> list[tuple[int, int]]:
@@ -140,7 +153,14 @@ def accumulate(cfg: MvuConfig, aligned: np.ndarray, sat: np.ndarray, kp: int, sp
 def mvm(cfg: MvuConfig, w_mant, w_exp, x_mant, x_exp, acc_exp=None, split: int = 1) -> MvmResult:
     """``T`` matrix-vector products ``y[t] = W x[t]`` as the MVU computes them."""
     w_mant, w_exp, x_mant, x_exp = check_operands(cfg, w_mant, w_exp, x_mant, x_exp)
-    sums = block_sums(cfg, w_mant, x_mant)
+    return products(cfg, weight_operand(cfg, w_mant), w_exp, x_mant, x_exp, acc_exp, split)
+
+
+def products(cfg: MvuConfig, ws: np.ndarray, w_exp: np.ndarray, x_mant: np.ndarray, x_exp: np.ndarray,
+             acc_exp=None, split: int = 1) -> MvmResult:
+    """:func:`mvm` on checked int64 operands, the weights as :func:`weight_operand` made
+    them (the FPGA backend's golden engine: no per-request checks or conversions)."""
+    sums = block_sums(cfg, ws, x_mant)
     e = _exponents(w_exp, x_exp)
     if acc_exp is None:
         acc_exp = _rule(cfg, sums, e)
@@ -148,5 +168,5 @@ def mvm(cfg: MvuConfig, w_mant, w_exp, x_mant, x_exp, acc_exp=None, split: int =
     if acc_exp.min() < cfg.acc_exp_min or acc_exp.max() > cfg.acc_exp_max:
         raise ValueError(f"acc_exp outside [{cfg.acc_exp_min}, {cfg.acc_exp_max}]")
     aligned, sat, _ = golden.align(cfg, sums, e - acc_exp[:, None, None])
-    acc, saturated = accumulate(cfg, aligned, sat, w_mant.shape[1], split)
+    acc, saturated = accumulate(cfg, aligned, sat, x_mant.shape[1], split)
     return MvmResult(acc, np.array(acc_exp), saturated)
