@@ -205,7 +205,7 @@ class MvuConfig(BfpArith):
     block: int = 16
     acc_bits: int = 48
     clock_hz: float = 250e6
-    tile_mem_bytes: int = 512 * 2**10  # weight memory per tile engine
+    tile_mem_bytes: int = 4 * 2**20  # weight memory per tile engine (8 MiB in all, as the array's)
     max_k: int = 4096  # the longest input vector (the input vector buffer holds max_k / lanes words)
     max_m: int = 4096  # the most outputs of one product (the output buffer)
     vector_latency: int = 4  # cycles: one vector-unit stage's pipeline depth
@@ -293,7 +293,7 @@ PRESETS: dict[str, HwConfig] = {
 }
 
 
-MVU_DEFAULT = MvuConfig()  # 256 MACs, as many as the default 16x16 systolic array
+MVU_DEFAULT = MvuConfig()  # 256 MACs and 8 MiB of weights, as the default 16x16 systolic array
 
 MVU_PRESETS: dict[str, MvuConfig] = {
     "small": MVU_DEFAULT,

@@ -94,7 +94,9 @@ def _mvu_shape(text: str) -> MvuConfig:
     m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
     if m:
         try:
-            return replace(mvu_preset("small"), tiles=int(m[1]), dpes=int(m[2]), lanes=int(m[3]))
+            base = mvu_preset("small")
+            lanes = int(m[3])
+            return replace(base, tiles=int(m[1]), dpes=int(m[2]), lanes=lanes, block=math.gcd(lanes, base.block))
         except (TypeError, ValueError) as exc:
             raise ModelLoadFailed(f"fpga option mvu={text!r}: {exc}") from exc
     if text.strip() in MVU_PRESETS:

@@ -39,13 +39,15 @@ def shipped_sets():
         yield d.name, x, y
 
 
-@pytest.mark.parametrize("array", ["16x16", "8x8", "32x32"])
-def test_widest_setting_matches_the_shipped_test_sets(array):
+@pytest.mark.parametrize("option,size", [("array", "16x16"), ("array", "8x8"), ("array", "32x32"),
+                                         ("mvu", "small"), ("mvu", "2x2x8"), ("mvu", "4x4x32")])
+def test_widest_setting_matches_the_shipped_test_sets(option, size):
     """16-bit mantissas: each operand of every product is within 2**-15 of its block's
     maximum, i.e. about 3e-5 relative to the layer's scale; three layers compound to
     ~1e-4 of the output scale. The model zoo's own rtol 1e-3 holds on top of that."""
-    prepared, _, backend = deployed(array=array)
-    assert backend.cfg.mant_bits == 16 and f"{backend.cfg.rows}x{backend.cfg.cols}" == array
+    prepared, _, backend = deployed(**{option: size})
+    assert backend.cfg.mant_bits == 16
+    assert backend.engine_name == ("systolic" if option == "array" else "mvu")
     (name_in,), (name_out,) = [t.name for t in prepared.config.inputs], [t.name for t in prepared.config.outputs]
     for _, x, y in shipped_sets():
         out = backend.run({name_in: x})[name_out]
@@ -79,14 +81,15 @@ def accuracy(backend, x, y) -> float:
 
 
 @pytest.mark.parametrize("precision", ["msfp16", "mxint8"])
-def test_narrow_accuracy_within_half_a_point_of_fp32(precision, digits):
+@pytest.mark.parametrize("engine", ["systolic", "mvu"])
+def test_narrow_accuracy_within_half_a_point_of_fp32(precision, engine, digits):
     from tests.fpga.conftest import ort_run
 
     x, y = digits
     _, model32, _ = deployed()
     fp32 = 100.0 * float(np.mean([ort_run(model32, {"Input3": xi[None]})[0].argmax() == yi for xi, yi in zip(x, y)]))
-    _, _, backend = deployed(precision=precision)
-    assert backend.cfg.mant_bits == 8
+    _, _, backend = deployed(precision=precision, engine=engine)
+    assert backend.cfg.mant_bits == 8 and backend.engine_name == engine
     narrow = accuracy(backend, x, y)
     print(f"{precision}: {narrow:.2f}% vs fp32 {fp32:.2f}% on {len(y)} digits")
     assert fp32 > 95 and abs(narrow - fp32) <= 0.5

@@ -44,14 +44,15 @@ CASES = [("LSTM", "forward", {}), ("LSTM", "bidirectional", {"peepholes": True})
 
 @pytest.mark.parametrize("op,direction,extra", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
 @pytest.mark.parametrize("precision,tol", [("fp32", 1e-4), ("msfp16", 2e-2)])
-def test_rnn_agrees_with_onnxruntime(op, direction, extra, precision, tol, rng):
+@pytest.mark.parametrize("engine", ["systolic", "mvu"])
+def test_rnn_agrees_with_onnxruntime(op, direction, extra, precision, tol, engine, rng):
     extra = dict(extra)  # the parameter is shared between runs
     peep = extra.pop("peepholes", False)
     model = rnn_model(op, direction, rng, peepholes=peep, **extra)
     x = rng.standard_normal((SEQ, BATCH, INPUT)).astype(np.float32)
     formats = {} if precision == "fp32" else {"W": precision, "R": precision}
-    backend = fpga(model, formats, strict=1)
-    assert backend.cfg.mant_bits == (16 if precision == "fp32" else 8)
+    backend = fpga(model, formats, strict=1, engine=engine)
+    assert backend.engine_name == engine and backend.cfg.mant_bits == (16 if precision == "fp32" else 8)
     got, want = backend.run({"x": x}), ort_run(model, {"x": x})
     for (name, value), ref in zip(got.items(), want):
         assert value.shape == ref.shape, name
