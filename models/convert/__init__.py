@@ -70,9 +70,10 @@ def convert(
     """Convert ``src`` to a checked ONNX model at the project's opset and IR version.
 
     ``framework`` is one of ``FRAMEWORKS``, or None to detect it. ``input_shapes`` maps
-    input names to shapes (torch needs it; for Caffe it overrides the prototxt's).
-    ``dynamic_batch`` makes the batch dimension symbolic ("N") instead of 1 for Caffe
-    and torch. ``cleanup`` picks the graph simplifier: "auto", "onnxsim", "ort" or None.
+    input names to shapes (torch needs it; for Caffe it overrides the prototxt's; for TF
+    it is tf2onnx's input shape, which a placeholder of unknown rank needs; for ONNX it
+    sets symbolic dimensions). ``dynamic_batch`` keeps the batch dimension symbolic
+    ("N" for Caffe and torch) instead of 1. ``cleanup`` picks the graph simplifier: "auto", "onnxsim", "ort" or None.
     """
     from .onnx_upgrade import normalize
     from .summary import summarize
@@ -118,7 +119,12 @@ def _import(framework, paths, name, input_shapes, inputs, outputs, dynamic_batch
             path = next(path.glob("*.onnx"))
         from .onnx_io import load
 
-        return load(path)
+        model = load(path)
+        if input_shapes:
+            from .shapes import override_onnx_dims
+
+            override_onnx_dims(model, input_shapes, name)
+        return model
     if framework == "caffe":
         from .caffe import caffe_to_onnx, find_caffe_pair
 
@@ -129,7 +135,8 @@ def _import(framework, paths, name, input_shapes, inputs, outputs, dynamic_batch
     if framework == "tf":
         from .tf import tf_to_onnx
 
-        return tf_to_onnx(paths[0], inputs=inputs, outputs=outputs)
+        return tf_to_onnx(paths[0], inputs=inputs, outputs=outputs, input_shapes=input_shapes,
+                          dynamic_batch=dynamic_batch)
     from .pytorch import torch_to_onnx
 
     return torch_to_onnx(paths[0], input_shapes=input_shapes, dynamic_batch=dynamic_batch)

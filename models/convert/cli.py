@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .shapes import add_input_shape_argument
+
 FRAMEWORK_CHOICES = ("caffe", "tf", "cntk", "torch", "onnx")
 
 
@@ -19,25 +21,13 @@ def register(subparsers) -> None:
                    "weights.caffemodel; frozen.pb, a SavedModel folder or model.keras; model.pt")
     p.add_argument("--from", dest="framework", choices=FRAMEWORK_CHOICES, help="source framework")
     p.add_argument("-o", "--output", required=True, help="where to write the ONNX model")
-    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
-                   help="shape of an input (needed for torch; overrides a Caffe prototxt's); repeatable")
+    add_input_shape_argument(p)
     p.add_argument("--inputs", help="comma-separated input tensors of a frozen TF graph")
     p.add_argument("--outputs", help="comma-separated output tensors of a frozen TF graph")
     p.add_argument("--dynamic-batch", action="store_true", help="keep the batch dimension symbolic instead of 1")
     p.add_argument("--cleanup", choices=("auto", "onnxsim", "ort", "none"), default="auto",
                    help="graph simplifier (auto: onnxsim if installed, else onnxruntime)")
     p.set_defaults(func=run, needs_runtime=True)
-
-
-def parse_shapes(items: list[str]) -> dict[str, list[int | str]]:
-    """``["image=1,3,224,224"]`` -> ``{"image": [1, 3, 224, 224]}``; non-numbers stay symbolic."""
-    shapes = {}
-    for item in items:
-        name, sep, dims = item.partition("=")
-        if not sep or not name or not dims:
-            raise argparse.ArgumentTypeError(f"--input-shape expects NAME=D0,D1,..., got {item!r}")
-        shapes[name] = [int(d) if d.strip().lstrip("-").isdigit() else d.strip() for d in dims.split(",")]
-    return shapes
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     console, errors = Console(), Console(stderr=True)
     try:
-        shapes = parse_shapes(args.input_shape)
+        shapes = dict(args.input_shape)
         with console.status("converting") as status:
             result = convert(
                 [Path(s) for s in args.src],
@@ -66,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             )
             status.update(f"writing {args.output}")
             save(result.model, args.output)
-    except (ConversionError, argparse.ArgumentTypeError) as exc:
+    except ConversionError as exc:
         errors.print(f"[bold red]convert failed:[/] {escape(str(exc))}", highlight=False)
         return 1
     console.print(render(result.summary, args.output))

@@ -29,29 +29,64 @@ def _import_tf():
     return tf, tf2onnx
 
 
-def tf_to_onnx(path: Path, inputs: Sequence[str] | None = None, outputs: Sequence[str] | None = None) -> onnx.ModelProto:
+def tf_to_onnx(path: Path, inputs: Sequence[str] | None = None, outputs: Sequence[str] | None = None,
+               input_shapes: dict[str, Sequence[int | str]] | None = None,
+               dynamic_batch: bool = False) -> onnx.ModelProto:
     """Convert a frozen ``.pb``, a SavedModel folder or a Keras ``.keras``/``.h5`` file.
 
     ``inputs``/``outputs`` name graph tensors (``X`` or ``X:0``) for a frozen graph; by
     default its placeholders are the inputs and the nodes nothing reads are the outputs.
+    ``input_shapes`` gives tf2onnx the shape of a placeholder by name (a symbolic dim is
+    unknown to it); a placeholder of unknown rank needs one. An unknown leading dimension
+    becomes 1 unless ``dynamic_batch``.
     """
     tf, tf2onnx = _import_tf()
     path = Path(path)
     if path.is_dir():
         graph_def, ins, outs = _saved_model_graph(tf2onnx, path, inputs, outputs)
     elif path.suffix.lower() in (".keras", ".h5", ".hdf5"):
-        return _keras(tf, path, inputs, outputs)
+        return _keras(tf, path, inputs, outputs, input_shapes, dynamic_batch)
     else:
         graph_def = _read_graph_def(tf, path)
         ins = _ports(inputs) if inputs else _placeholders(graph_def)
         outs = _ports(outputs) if outputs else _sinks(graph_def)
     if not ins or not outs:
         raise ConversionError(f"{path}: cannot tell the graph's inputs ({ins}) and outputs ({outs}); pass them")
+    override = _shape_override(graph_def, ins, input_shapes or {}, path, dynamic_batch)
     try:
-        model, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=ins, output_names=outs, opset=TF2ONNX_OPSET)
+        model, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=ins, output_names=outs,
+                                                  opset=TF2ONNX_OPSET, shape_override=override or None)
     except Exception as exc:
         raise ConversionError(f"{path}: tf2onnx could not convert the graph: {exc}") from exc
     return model
+
+
+def _shape_override(graph_def, ins: list[str], shapes: dict, path: Path, dynamic_batch: bool) -> dict[str, list[int]]:
+    """tf2onnx's ``shape_override`` ({"X:0": dims}, -1 unknown) from ``--input-shape`` and the
+    placeholders' own shapes; refuses placeholders of unknown rank that were given none."""
+    from .shapes import check_names
+
+    shapes = {_base(name): dims for name, dims in shapes.items()}
+    check_names(shapes, [_base(port) for port in ins], str(path))
+    placeholders = {n.name: n for n in graph_def.node if n.op == "Placeholder"}
+    override, unranked = {}, []
+    for port in ins:
+        name, node = _base(port), placeholders.get(_base(port))
+        if name in shapes:
+            override[port] = [d if isinstance(d, int) else -1 for d in shapes[name]]
+        elif node is not None and ("shape" not in node.attr or node.attr["shape"].shape.unknown_rank):
+            unranked.append(name)  # tf2onnx would treat it as a scalar
+        elif node is not None and not dynamic_batch:
+            dims = [d.size for d in node.attr["shape"].shape.dim]
+            if dims and dims[0] == -1:
+                override[port] = [1, *dims[1:]]
+    if unranked:
+        flags = " ".join(f"--input-shape {name}=D0,D1,..." for name in unranked)
+        raise ConversionError(
+            f"{path}: placeholder{'s' if len(unranked) > 1 else ''} {', '.join(map(repr, unranked))} "
+            f"{'have' if len(unranked) > 1 else 'has'} no static shape (unknown rank), so pass "
+            f"{'each one' if len(unranked) > 1 else 'it'}: {flags}")
+    return override
 
 
 def _read_graph_def(tf, path: Path):
@@ -74,7 +109,7 @@ def _saved_model_graph(tf2onnx, path: Path, inputs, outputs):
     return graph_def, ins, outs
 
 
-def _keras(tf, path: Path, inputs, outputs) -> onnx.ModelProto:
+def _keras(tf, path: Path, inputs, outputs, input_shapes, dynamic_batch) -> onnx.ModelProto:
     """Keras 3 models go through a SavedModel export, which tf2onnx reads reliably."""
     try:
         model = tf.keras.models.load_model(str(path), compile=False)
@@ -86,11 +121,15 @@ def _keras(tf, path: Path, inputs, outputs) -> onnx.ModelProto:
             model.export(str(saved), verbose=False)
         except TypeError:
             model.export(str(saved))
-        return tf_to_onnx(saved, inputs, outputs)
+        return tf_to_onnx(saved, inputs, outputs, input_shapes, dynamic_batch)
 
 
 def _ports(names: Sequence[str]) -> list[str]:
     return [n if ":" in n else f"{n}:0" for n in names]
+
+
+def _base(name: str) -> str:
+    return name[:-2] if name.endswith(":0") else name
 
 
 def _placeholders(graph_def) -> list[str]:

@@ -8,7 +8,7 @@ import onnx
 import pytest
 
 from models.convert import TARGET_IR_VERSION, TARGET_OPSET, ConversionError, detect_framework
-from models.convert.cli import parse_shapes
+from models.convert.shapes import parse_input_shape
 from serve.cli import main
 
 from ._util import run_onnx, shared_model
@@ -45,10 +45,12 @@ def test_serve_convert_from_flag_overrides_detection(tmp_path):
     assert main(["convert", str(src), "--from", "cntk", "-o", str(tmp_path / "m.onnx")]) == 0
 
 
-def test_parse_shapes():
-    assert parse_shapes(["image=1,3,224,224", "mask=N,4"]) == {"image": [1, 3, 224, 224], "mask": ["N", 4]}
-    with pytest.raises(Exception, match="NAME=D0"):
-        parse_shapes(["1,3,224"])
+def test_parse_input_shape():
+    assert parse_input_shape("image=1,3,224,224") == ("image", [1, 3, 224, 224])
+    assert parse_input_shape("mask=N,4") == ("mask", ["N", 4])
+    for bad in ("1,3,224", "=1,2", "x=", "x=1,,2", "x=0,3", "x=-1,3"):
+        with pytest.raises(Exception, match="expected NAME=D0"):
+            parse_input_shape(bad)
 
 
 def test_detect_framework(tmp_path):
