@@ -34,17 +34,18 @@ ARRAYS = ("8x8", "16x16", "32x32")
 SEQ, HIDDEN = 25, 128
 
 
-def rnn(op: str) -> tuple[onnx.ModelProto, dict]:
+def rnn(op: str, hidden: int = HIDDEN) -> tuple[onnx.ModelProto, dict]:
+    """An ONNX LSTM or GRU (input size = hidden, SEQ steps, batch 1) with msfp16 weights."""
     rng = np.random.default_rng(0)
     gates = {"LSTM": 4, "GRU": 3}[op]
-    s = 1 / np.sqrt(HIDDEN)
+    s = 1 / np.sqrt(hidden)
     inits = [onnx.numpy_helper.from_array(rng.uniform(-s, s, shape).astype(np.float32), name) for name, shape in
-             (("W", (1, gates * HIDDEN, HIDDEN)), ("R", (1, gates * HIDDEN, HIDDEN)), ("B", (1, 2 * gates * HIDDEN)))]
+             (("W", (1, gates * hidden, hidden)), ("R", (1, gates * hidden, hidden)), ("B", (1, 2 * gates * hidden)))]
     outs = ["y", "y_h"]
     attrs = {"linear_before_reset": 1} if op == "GRU" else {}
-    node = helper.make_node(op, ["x", "W", "R", "B"], outs, hidden_size=HIDDEN, **attrs)
+    node = helper.make_node(op, ["x", "W", "R", "B"], outs, hidden_size=hidden, **attrs)
     vi = lambda n, shape: helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, shape)  # noqa: E731
-    graph = helper.make_graph([node], op.lower(), [vi("x", [SEQ, 1, HIDDEN])], [vi(o, None) for o in outs], inits)
+    graph = helper.make_graph([node], op.lower(), [vi("x", [SEQ, 1, hidden])], [vi(o, None) for o in outs], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
     model.ir_version = 10
     return model, {"W": "msfp16", "R": "msfp16"}

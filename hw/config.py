@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-__all__ = ["BfpArith", "HwConfig", "DEFAULT", "PRESETS", "preset", "MvuConfig", "MVU_DEFAULT", "MVU_PRESETS", "mvu_preset"]
+__all__ = ["BfpArith", "HwConfig", "DEFAULT", "PRESETS", "preset",
+           "MvuConfig", "MVU_DEFAULT", "MVU_PRESETS", "mvu_preset"]
 
 # Limits of what the RTL and the golden model support. acc_bits stops at 63 so that
 # the golden model's int64 arithmetic (a sum of two accumulators) cannot overflow.

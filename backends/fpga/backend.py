@@ -12,6 +12,7 @@ and ``self.candidates`` both figures).
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Mapping
 
@@ -28,6 +29,9 @@ from backends.fpga.options import parse_options
 from backends.fpga.runtime import Runtime
 
 
+log = logging.getLogger("bwserve.fpga")
+
+
 class FpgaBackend(Backend):
     device = "fpga"
 
@@ -41,7 +45,8 @@ class FpgaBackend(Backend):
     def load_model(self, model: onnx.ModelProto) -> None:
         """Compile and bind an in-memory model (``load`` reads one from a file)."""
         opts = parse_options(dict(self.config.backend_options))
-        engines = (opts.engine,) if opts.engine != "auto" else ("systolic",) if opts.sim == "tile" else ("systolic", "mvu")
+        engines = (opts.engine,) if opts.engine != "auto" else ("systolic",) if opts.sim == "tile" \
+            else ("systolic", "mvu")
         try:
             compiled = compile_for(model, dict(self.config.layer_formats), opts, engines)
         except (ModelLoadFailed, BackendUnavailable):
@@ -55,6 +60,10 @@ class FpgaBackend(Backend):
         self.candidates = {name: cost for name, (_, _, cost) in fits.items()}
         self.engine_name = min(fits, key=lambda name: fits[name][2].cycles)
         self.program, self.cfg, self.cost = fits[self.engine_name]
+        alternatives = ", ".join(f"{name} {fits[name][2].cycles}" if name in fits else f"{name} cannot take it"
+                                 for name in compiled)
+        log.info("%s: %s %s, %d cycles a request (%s)", self.config.name, self.engine_name, self.cfg.name(),
+                 self.cost.cycles, alternatives)
         self.engine = self._engine(opts.sim)
         self.runtime = Runtime(self.program, self.cfg, self.engine)
         self._stats = DeviceStats(self.cost.cycles, self.cost.seconds(self.cfg), self.cost.utilisation(self.cfg))

@@ -149,7 +149,8 @@ def mvu_config(opts: FpgaOptions, formats: list[Format | None]) -> MvuConfig:
     base, mant, block = _widths(opts, formats, opts.mvu.lanes)
     mem = opts.weight_mem // opts.mvu.tiles if opts.weight_mem else opts.mvu.tile_mem_bytes
     try:
-        return replace(opts.mvu, block=block, mant_bits=mant, acc_bits=base.acc_bits if base is WIDEST else opts.mvu.acc_bits,
+        acc = base.acc_bits if base is WIDEST else opts.mvu.acc_bits
+        return replace(opts.mvu, block=block, mant_bits=mant, acc_bits=acc,
                        tile_mem_bytes=mem)
     except (TypeError, ValueError) as exc:
         raise ModelLoadFailed(f"fpga options give an invalid matrix-vector unit: {exc}") from exc

@@ -34,8 +34,8 @@ import numpy as np
 from hw import golden
 from hw.config import MvuConfig
 
-__all__ = ["MvmResult", "check_operands", "weight_operand", "block_sums", "choose_acc_exp", "choose_acc_exp_from", "mvm",
-           "products"]
+__all__ = ["MvmResult", "check_operands", "weight_operand", "block_sums", "choose_acc_exp", "choose_acc_exp_from",
+           "mvm", "products"]
 
 
 class MvmResult(NamedTuple):
@@ -66,8 +66,9 @@ def check_operands(cfg: MvuConfig, w_mant, w_exp, x_mant, x_exp):
     for name, (a, shape) in want.items():
         if a.shape != shape:
             raise ValueError(f"{name} has shape {a.shape}, expected {shape}")
-    for name, a, lo, hi in (("w_mant", w_mant, cfg.mant_min, cfg.mant_max), ("x_mant", x_mant, cfg.mant_min, cfg.mant_max),
-                            ("w_exp", w_exp, cfg.exp_min, cfg.exp_max), ("x_exp", x_exp, cfg.exp_min, cfg.exp_max)):
+    ranges = (("w_mant", w_mant, cfg.mant_min, cfg.mant_max), ("x_mant", x_mant, cfg.mant_min, cfg.mant_max),
+              ("w_exp", w_exp, cfg.exp_min, cfg.exp_max), ("x_exp", x_exp, cfg.exp_min, cfg.exp_max))
+    for name, a, lo, hi in ranges:
         if a.size and (a.min() < lo or a.max() > hi):
             bad = a[(a < lo) | (a > hi)].flat[0]
             raise ValueError(f"{name} value {bad} outside [{lo}, {hi}]")

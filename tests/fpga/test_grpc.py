@@ -1,4 +1,5 @@
-"""End to end: `serve deploy ... --backend fpga --option array=16x16` then tritonclient over gRPC."""
+"""End to end: `serve deploy ... --backend fpga --option array=16x16` (or `engine=mvu`), then
+tritonclient over gRPC."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,16 +13,17 @@ from serve.server import ServerConfig, ServerThread
 from tests.fpga.conftest import CNTK_MNIST, fpga
 
 pytestmark = pytest.mark.skipif(not CNTK_MNIST.exists(), reason=f"{CNTK_MNIST} not present")
-OPTIONS = {"array": "16x16"}
+ENGINES = {"systolic": {"array": "16x16"}, "mvu": {"engine": "mvu"}}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     repo = ModelRepository(tmp_path_factory.mktemp("repo"))
     for precision in ("fp32", "msfp16"):
-        prepared = prepare([CNTK_MNIST], name=f"mnist_{precision}", backend="fpga", precision=precision,
-                           backend_options=OPTIONS)
-        repo.add(prepared.config, prepared.model_bytes)
+        for engine, options in ENGINES.items():
+            prepared = prepare([CNTK_MNIST], name=f"mnist_{precision}_{engine}", backend="fpga",
+                               precision=precision, backend_options=options)
+            repo.add(prepared.config, prepared.model_bytes)
     handle = ServerThread(ServerConfig(repo=repo.root, port=0, metrics_port=0))
     handle.repo = repo
     yield handle
@@ -46,10 +48,12 @@ def _metric(server, name: str, model: str) -> float:
 
 
 @pytest.mark.parametrize("precision", ["fp32", "msfp16"])
-def test_served_outputs_equal_the_backend_run_locally(server, precision):
-    model = f"mnist_{precision}"
-    prepared = prepare([CNTK_MNIST], backend="fpga", precision=precision, backend_options=OPTIONS, trial_load=False)
-    local = fpga(onnx.load_from_string(prepared.model_bytes), prepared.config.layer_formats, **OPTIONS)
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_served_outputs_equal_the_backend_run_locally(server, precision, engine):
+    model, options = f"mnist_{precision}_{engine}", ENGINES[engine]
+    prepared = prepare([CNTK_MNIST], backend="fpga", precision=precision, backend_options=options, trial_load=False)
+    local = fpga(onnx.load_from_string(prepared.model_bytes), prepared.config.layer_formats, **options)
+    assert local.engine_name == engine
     x = numpy_helper.to_array(onnx.load_tensor(str(CNTK_MNIST.parent / "test_data_set_1" / "input_0.pb")))
     y = numpy_helper.to_array(onnx.load_tensor(str(CNTK_MNIST.parent / "test_data_set_1" / "output_0.pb")))
     served = _infer(server.address, model, x)
@@ -58,3 +62,6 @@ def test_served_outputs_equal_the_backend_run_locally(server, precision):
     stats = local.last_device_stats()
     assert _metric(server, "bwserve_device_cycles_sum", model) >= stats.cycles
     assert _metric(server, "bwserve_device_cycles_count", model) >= 1
+    served_n = _metric(server, "bwserve_mac_utilisation_ratio_count", model)
+    assert _metric(server, "bwserve_mac_utilisation_ratio_sum", model) == pytest.approx(
+        served_n * stats.mac_utilisation)
