@@ -46,8 +46,10 @@ def test_widest_setting_matches_the_shipped_test_sets(option, size):
     maximum, i.e. about 3e-5 relative to the layer's scale; three layers compound to
     ~1e-4 of the output scale. The model zoo's own rtol 1e-3 holds on top of that."""
     prepared, _, backend = deployed(**{option: size})
-    assert backend.cfg.mant_bits == 16
-    assert backend.engine_name == ("systolic" if option == "array" else "mvu")
+    cfg = backend.cfg
+    shape = f"{cfg.rows}x{cfg.cols}" if option == "array" else cfg.name()
+    assert cfg.mant_bits == 16 and backend.engine_name == ("systolic" if option == "array" else "mvu")
+    assert shape == size if option == "array" else shape.startswith("mvu2x8x16" if size == "small" else f"mvu{size}")
     (name_in,), (name_out,) = [t.name for t in prepared.config.inputs], [t.name for t in prepared.config.outputs]
     for _, x, y in shipped_sets():
         out = backend.run({name_in: x})[name_out]
