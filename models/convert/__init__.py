@@ -87,9 +87,18 @@ def convert(
     if framework not in FRAMEWORKS:
         raise ConversionError(f"unknown framework {framework!r}; expected one of {', '.join(FRAMEWORKS)}")
 
+    found = []
+    if framework == "caffe":  # the summary names the weights file, given or found
+        from .caffe import find_caffe_pair
+
+        prototxt, caffemodel = find_caffe_pair(paths)
+        if caffemodel not in paths and caffemodel.parent not in paths:
+            found.append(f"weights from {caffemodel}, the one .caffemodel beside {prototxt.name}")
+        paths = [prototxt, caffemodel]
+        name = ", ".join(map(str, paths))
     say(f"importing {name} ({framework})")
     model = _import(framework, paths, name, input_shapes, inputs, outputs, dynamic_batch)
-    notes = _fix_interface(model, framework, dynamic_batch)
+    notes = found + _fix_interface(model, framework, dynamic_batch)
     say("upgrading, checking and cleaning up the ONNX graph")
     model, more_notes = normalize(model, name, cleanup)
     return ConvertResult(model, summarize(model, name, framework, notes + more_notes))

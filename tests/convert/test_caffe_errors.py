@@ -10,6 +10,7 @@ from models.convert.caffe_proto import regen
 
 from ._caffe_net import input_layer, run_net, write_net
 
+RELU = 'layer { name: "r" type: "ReLU" bottom: "data" top: "r" }\n'
 CONV = 'layer { name: "conv1" type: "Convolution" bottom: "data" top: "c" convolution_param { num_output: 2 kernel_size: 3 } }\n'
 
 
@@ -66,6 +67,17 @@ def test_prototxt_without_caffemodel(tmp_path):
     (tmp_path / "deploy.prototxt").write_text(input_layer((1, 1, 4, 4)))
     with pytest.raises(ConversionError, match=r"expected one \.caffemodel"):
         convert(tmp_path / "deploy.prototxt")
+
+
+def test_a_prototxt_alone_says_which_caffemodel_it_took(tmp_path):
+    proto, model = write_net(tmp_path, input_layer((1, 2)) + RELU, {})
+    summary = convert(proto).summary
+    assert summary.source == f"{proto}, {model}"
+    assert f"weights from {model}, the one .caffemodel beside net.prototxt" in summary.notes
+    # Both given, or their folder: the source line names both files; nothing was guessed.
+    for given in ([proto, model], tmp_path):
+        summary = convert(given).summary
+        assert summary.source == f"{proto}, {model}" and not any("beside" in n for n in summary.notes)
 
 
 def test_training_only_layers_are_skipped_and_loss_layers_rejected(tmp_path):
