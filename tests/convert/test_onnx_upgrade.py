@@ -11,20 +11,16 @@ from models.convert.cleanup import available_tools
 from models.convert.onnx_io import load, main_opset
 from models.convert.onnx_upgrade import QUIRK_AUTO_PAD, QUIRK_INITIALIZER_INPUTS
 
+from tests.old_exporter import mnist_folder, reference_sets
+
 from ._util import run_onnx, shared_model
 
 
-def _test_sets(folder):
-    for index in range(3):
-        data = folder / f"test_data_set_{index}"
-        x = numpy_helper.to_array(onnx.load_tensor(str(data / "input_0.pb")))
-        y = numpy_helper.to_array(onnx.load_tensor(str(data / "output_0.pb")))
-        yield x, y
-
-
+@pytest.mark.parametrize("kind", ["cntk", "made-here"])
 @pytest.mark.parametrize("tool", available_tools())
-def test_cntk_mnist_upgraded_matches_its_test_sets(tool):
-    folder = shared_model("cntk_mnist")
+def test_cntk_mnist_upgraded_matches_its_test_sets(tool, kind, tmp_path_factory):
+    """CNTK's own export, and one written alike here (tests/old_exporter.py): same quirks."""
+    folder = mnist_folder(kind, tmp_path_factory)
     original = onnx.load(str(folder / "model.onnx"))
     assert main_opset(original) == 8 and original.ir_version == 3
 
@@ -43,7 +39,7 @@ def test_cntk_mnist_upgraded_matches_its_test_sets(tool):
     for node in model.graph.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         assert attrs.get("auto_pad", b"NOTSET") == b"NOTSET", node.name
-    for x, y in _test_sets(folder):
+    for x, y in reference_sets(folder):
         (got,) = run_onnx(model, {"Input3": x})
         np.testing.assert_allclose(got, y, rtol=1e-3, atol=1e-4)
 
