@@ -12,7 +12,7 @@ import numpy as np
 from hw import golden
 from hw.config import HwConfig
 
-__all__ = ["Tile", "KINDS", "random_tile", "random_tiles"]
+__all__ = ["Tile", "KINDS", "random_tile", "random_tiles", "mantissas", "exponents", "pick_acc_exp"]
 
 KINDS = ("typical", "extreme", "zeros", "rounding", "saturating")
 
@@ -32,7 +32,8 @@ class Tile:
         return golden.tile_matmul(cfg, self.w_mant, self.w_exp, self.x_mant, self.x_exp, self.acc_exp)
 
 
-def _mant(cfg, rng, shape, extreme):
+def mantissas(cfg, rng, shape, extreme: bool) -> np.ndarray:
+    """Random mantissa codes; ``extreme``: mostly the corner codes."""
     if not extreme:
         return rng.integers(cfg.mant_min, cfg.mant_max + 1, shape)
     # Most negative, largest, zero, +-1 and random codes, mixed per element.
@@ -42,7 +43,8 @@ def _mant(cfg, rng, shape, extreme):
     return np.where(pick < len(special), special[np.minimum(pick, len(special) - 1)], rand)
 
 
-def _exp(cfg, rng, shape, extreme, centre=0, spread=3):
+def exponents(cfg, rng, shape, extreme: bool, centre: int = 0, spread: int = 3) -> np.ndarray:
+    """Random exponents near ``centre``; ``extreme``: mostly the smallest, largest and 0."""
     if extreme:
         special = np.array([cfg.exp_min, cfg.exp_max, 0])
         pick = rng.integers(0, 4, shape)
@@ -61,11 +63,17 @@ def random_tile(cfg: HwConfig, rng: np.random.Generator, n_vectors: int, kind: s
     if kind == "zeros":
         wm, xm = np.zeros(wm_shape, np.int64), np.zeros(xm_shape, np.int64)
         if rng.integers(2):  # zero on one side only
-            wm = _mant(cfg, rng, wm_shape, True)
+            wm = mantissas(cfg, rng, wm_shape, True)
     else:
-        wm, xm = _mant(cfg, rng, wm_shape, extreme), _mant(cfg, rng, xm_shape, extreme)
-    we, xe = _exp(cfg, rng, we_shape, extreme), _exp(cfg, rng, xe_shape, extreme)
-    finest = golden.choose_acc_exp(cfg, wm, we, xm, xe)
+        wm, xm = mantissas(cfg, rng, wm_shape, extreme), mantissas(cfg, rng, xm_shape, extreme)
+    we, xe = exponents(cfg, rng, we_shape, extreme), exponents(cfg, rng, xe_shape, extreme)
+    acc_exp = pick_acc_exp(cfg, rng, kind, int(golden.choose_acc_exp(cfg, wm, we, xm, xe)))
+    return Tile(wm, we, xm, xe, acc_exp, kind)
+
+
+def pick_acc_exp(cfg, rng: np.random.Generator, kind: str, finest: int) -> int:
+    """The accumulator exponent a ``kind`` of operands runs at, given the finest safe one
+    (``choose_acc_exp``'s): that one, coarser (rounding), finer (saturating) or extreme."""
     if kind in ("typical", "zeros"):
         acc_exp = finest
     elif kind == "rounding":  # coarser than the products: most blocks are rounded
@@ -77,8 +85,7 @@ def random_tile(cfg: HwConfig, rng: np.random.Generator, n_vectors: int, kind: s
         acc_exp = choices[int(rng.integers(len(choices)))]
     else:
         raise ValueError(f"unknown tile kind {kind!r}; known: {', '.join(KINDS)}")
-    acc_exp = int(np.clip(acc_exp, cfg.acc_exp_min, cfg.acc_exp_max))
-    return Tile(wm, we, xm, xe, acc_exp, kind)
+    return int(np.clip(acc_exp, cfg.acc_exp_min, cfg.acc_exp_max))
 
 
 def random_tiles(cfg: HwConfig, rng: np.random.Generator, count: int, max_vectors: int = 8, kind: str = "mixed"):

@@ -22,7 +22,7 @@ import numpy as np
 from hw import build
 from hw.config import HwConfig
 
-__all__ = ["TileSim", "TileRuns", "SimError", "load_library"]
+__all__ = ["TileSim", "TileRuns", "SimError", "load_library", "open_model"]
 
 _ABI_VERSION = 2
 _ERRORS = {-1: "timed out (the tile never finished)", -2: "protocol error", -3: "busy: the array is running a tile"}
@@ -34,19 +34,32 @@ class SimError(RuntimeError):
     """The simulated hardware reported an error (timeout, protocol, busy)."""
 
 
-def load_library(cfg: HwConfig) -> ctypes.CDLL:
-    """Build or find the model for ``cfg``, load it once per process, check its parameters."""
+def open_model(cfg, prefix: str, abi_version: int) -> tuple[ctypes.CDLL, bool]:
+    """Build or find the model for ``cfg`` (either engine's config) and load it once per
+    process; check its ``<prefix>_abi_version()`` and ``<prefix>_params()``. Returns the
+    library and whether it was loaded just now (its argtypes are then still to be set)."""
     path = build.build_model(cfg)
     if path in _libs:
-        return _libs[path]
+        return _libs[path], False
     lib = ctypes.CDLL(str(path))
-    lib.bw_abi_version.restype = ctypes.c_int
-    if lib.bw_abi_version() != _ABI_VERSION:
-        raise SimError(f"{path}: ABI version {lib.bw_abi_version()}, expected {_ABI_VERSION}")
-    params = (ctypes.c_int32 * 7)()
-    lib.bw_params(params)
-    if list(params) != list(cfg.verilog_params().values()):
+    version = getattr(lib, f"{prefix}_abi_version")
+    version.restype = ctypes.c_int
+    if version() != abi_version:
+        raise SimError(f"{path}: ABI version {version()}, expected {abi_version}")
+    want = list(cfg.verilog_params().values())
+    params = (ctypes.c_int32 * len(want))()
+    getattr(lib, f"{prefix}_params")(params)
+    if list(params) != want:
         raise SimError(f"{path} was built for {list(params)}, not {cfg.verilog_params()}")
+    _libs[path] = lib
+    return lib, True
+
+
+def load_library(cfg: HwConfig) -> ctypes.CDLL:
+    """Build or find the model for ``cfg``, load it once per process, check its parameters."""
+    lib, new = open_model(cfg, "bw", _ABI_VERSION)
+    if not new:
+        return lib
     lib.bw_create.restype = ctypes.c_void_p
     lib.bw_free.argtypes = [ctypes.c_void_p]
     lib.bw_reset.argtypes = [ctypes.c_void_p]
@@ -67,7 +80,6 @@ def load_library(cfg: HwConfig) -> ctypes.CDLL:
     lib.bw_peek.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int32, ctypes.POINTER(ctypes.c_uint64)]
     lib.bw_eval.argtypes = [ctypes.c_void_p]
     lib.bw_tick.argtypes = [ctypes.c_void_p, ctypes.c_int32]
-    _libs[path] = lib
     return lib
 
 

@@ -10,48 +10,16 @@
 #include <string>
 
 #include "Vbfp_tile.h"
+#include "bw_model.h"
 #include "bw_params.h"
-#include "verilated.h"
 
 namespace {
 
 constexpr int kRows = BW_ROWS, kCols = BW_COLS, kBlock = BW_BLOCK, kNblk = BW_ROWS / BW_BLOCK;
-constexpr uint64_t mask(int bits) { return bits >= 64 ? ~0ULL : (1ULL << bits) - 1; }
+using bw::mask;
+using bw::sext;
+using Model = bw::Model<Vbfp_tile>;
 constexpr uint64_t kMantMask = mask(BW_MANT), kExpMask = mask(BW_EXPW), kAccExpMask = mask(BW_EXPW + 1);
-
-int64_t sext(uint64_t v, int bits) {
-  const int s = 64 - bits;
-  return static_cast<int64_t>(v << s) >> s;
-}
-
-struct Model {
-  VerilatedContext ctx;
-  Vbfp_tile* top;
-  uint64_t cycles = 0;
-  uint32_t rng = 1;
-  Model() : top(new Vbfp_tile{&ctx, "top"}) {}
-  ~Model() {
-    top->final();
-    delete top;
-  }
-  // Inputs are set with clk low; eval settles the combinational outputs; the rising
-  // edge follows. The falling edge's eval is folded into the next settle.
-  void settle() { top->eval(); }
-  void rise() {
-    top->clk = 1;
-    top->eval();
-    top->clk = 0;
-    ++cycles;
-  }
-  // xorshift32: a cheap, reproducible source of stalls.
-  bool stall(uint32_t pct) {
-    if (pct == 0) return false;
-    rng ^= rng << 13;
-    rng ^= rng >> 17;
-    rng ^= rng << 5;
-    return rng % 100 < pct;
-  }
-};
 
 Model* M(void* h) { return static_cast<Model*>(h); }
 
@@ -142,12 +110,7 @@ void bw_params(int32_t* out) {
   std::memcpy(out, p, sizeof p);
 }
 
-void* bw_create(void) {
-  auto* m = new Model();
-  m->top->clk = 0;
-  m->top->eval();
-  return m;
-}
+void* bw_create(void) { return new Model(); }
 
 void bw_free(void* h) { delete M(h); }
 
@@ -159,13 +122,7 @@ void bw_reset(void* h) {
   Vbfp_tile* t = m->top;
   t->start = t->w_valid = t->x_valid = t->x_last = 0;
   t->y_ready = 1;
-  t->rst = 1;
-  for (int i = 0; i < 2; ++i) {
-    m->settle();
-    m->rise();
-  }
-  t->rst = 0;
-  m->settle();
+  m->reset();
 }
 
 int64_t bw_load_weights(void* h, const int32_t* w_mant, const int32_t* w_exp) {

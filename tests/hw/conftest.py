@@ -9,14 +9,20 @@ import os
 
 import pytest
 
-from hw.toolchain import ToolMissing, find_verilator
+from hw.toolchain import ToolMissing, find_cxx, find_verilator
 
 
 def require_verilator():
+    """The Verilator in use; skips (one reason) when it or a C++ compiler is missing."""
     try:
-        return find_verilator()
+        tool = find_verilator()
     except ToolMissing as e:
         pytest.skip(f"needs Verilator: {e}")
+    try:
+        find_cxx()
+    except ToolMissing as e:
+        pytest.skip(f"needs a C++ compiler: {e}")
+    return tool
 
 
 def require_pyverilator():
@@ -26,22 +32,36 @@ def require_pyverilator():
         pytest.skip("pyverilator needs `verilator` on PATH (Debian's package)")
 
 
-@pytest.fixture(scope="session")
-def tile_sims():
-    """cfg -> TileSim, created on first use and kept for the session."""
-    from hw.sim import TileSim
-
+def _sims(make):
+    """A session's simulators: cfg -> make(cfg), created on first use; yields the lookup,
+    then closes them all."""
     sims: dict = {}
 
     def get(cfg):
         require_verilator()
         if cfg not in sims:
-            sims[cfg] = TileSim(cfg)
+            sims[cfg] = make(cfg)
         return sims[cfg]
 
     yield get
     for s in sims.values():
         s.close()
+
+
+@pytest.fixture(scope="session")
+def tile_sims():
+    """HwConfig -> TileSim, created on first use and kept for the session."""
+    from hw.sim import TileSim
+
+    yield from _sims(TileSim)
+
+
+@pytest.fixture(scope="session")
+def mvu_sims():
+    """MvuConfig -> MvuSim (the matrix-vector unit), created on first use and kept for the session."""
+    from hw.mvu.sim import MvuSim
+
+    yield from _sims(MvuSim)
 
 
 @pytest.fixture
