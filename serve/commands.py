@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -49,6 +50,8 @@ def register(sub) -> None:
     p.add_argument("--slo-ms", type=float, help="deadline for requests that carry none")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="backend option, e.g. sleep_ms=1 for the null backend (repeatable)")
+    p.add_argument("--verbose", action="store_true",
+                   help="let the importers (TensorFlow, tf2onnx) log as they do; quiet by default")
     add_repo(p)
     add_target(p)
     _add_server_args(p)
@@ -123,6 +126,17 @@ def _serve_foreground(config) -> int:
     return 0
 
 
+def _quiet_importers() -> None:
+    """TensorFlow prints a dozen start-up lines (oneDNN, CPU features, deprecations) on import
+    and while tf2onnx runs; none of them is about the user's model. Before it is imported."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # its C++ (absl) log: errors only
+    # The oneDNN notice is logged before that level applies; without oneDNN's custom ops
+    # TensorFlow's own kernels round differently, which a conversion does not depend on.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    for name in ("tensorflow", "tf2onnx", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def _options(pairs: list[str]) -> dict[str, str]:
     options = {}
     for pair in pairs:
@@ -142,15 +156,19 @@ def cmd_deploy(args) -> int:
     from rich.markup import escape  # messages name extras like [gpu]: text, not markup
 
     console = _console()
+    if not args.verbose:
+        _quiet_importers()
     client = client_for(args)
     remote = client.live()
+    options = _options(args.option)  # every argument is checked before any work (serve/preflight.py)
+    server_config = None if remote else _server_config(args)
     try:
         with console.status("preparing model") as status:
             prepared = prepare(
                 args.model or None, name=args.name, backend=args.backend, framework=args.framework,
                 precision=args.precision, instances=args.instances, slo_ms=args.slo_ms, threads=args.threads,
                 calibration=args.calibration, budget=args.budget,
-                backend_options=_options(args.option), trial_load=not remote,
+                backend_options=options, trial_load=not remote,
                 progress=lambda msg: status.update(msg))
     except (ServeError, BackendUnavailable, ModelLoadFailed, ValueError) as exc:
         console.print(f"[red]deploy failed:[/red] {escape(str(exc))}")
@@ -158,20 +176,35 @@ def cmd_deploy(args) -> int:
     for note in prepared.notes:
         console.print(escape(note))
     repo = ModelRepository(args.repo)
-    version = repo.add(prepared.config, prepared.model_bytes)
-    console.print(f"wrote {prepared.config.name} version {version} to {args.repo}")
+    name = prepared.config.name
+    new_dirs = [d for d in (repo.root, repo.root / name) if not d.exists()]  # removed again if refused
+    version = repo.find(prepared.config, prepared.model_bytes)
+    written = version is None
+    if not written:
+        console.print(f"{name} version {version} in {args.repo} is this model with this config: reusing it")
+    else:
+        try:
+            version = repo.add(prepared.config, prepared.model_bytes)
+        except OSError as exc:
+            console.print(f"[red]deploy failed:[/red] cannot write to {escape(str(args.repo))}: "
+                          f"{escape(exc.strerror or str(exc))}")
+            return 1
+        console.print(f"wrote {name} version {version} to {args.repo}")
     if remote:
         import grpc
 
         try:
-            client.load(prepared.config.name)
+            client.load(name)
         except grpc.RpcError as exc:
-            repo.remove_version(prepared.config.name, version)
+            if written:  # the repository as it was before this deploy
+                repo.remove_version(name, version)
+                for folder in reversed(new_dirs):
+                    folder.rmdir()
             console.print(f"[red]server at {args.server} refused the model:[/red] {escape(exc.details() or '')}")
             return 1
         console.print(f"loaded into the server at {args.server}")
         return 0
-    return _serve_foreground(_server_config(args))
+    return _serve_foreground(server_config)
 
 
 def cmd_start(args) -> int:

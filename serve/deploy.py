@@ -16,6 +16,7 @@ import onnx
 from backends import get_backend
 from serve.config import MODEL_FILE, ModelConfig
 from serve.errors import InvalidModel
+from serve.preflight import check_deploy, default_name
 from serve.signature import batch_one, read_signature
 
 
@@ -44,8 +45,7 @@ def load_source(sources: Sequence[Path] | None, framework: str | None,
                          progress=progress)
     except ConversionError as exc:
         raise InvalidModel(str(exc)) from exc
-    name = Path(sources[0]).stem if Path(sources[0]).stem != "model" else Path(sources[0]).resolve().parent.name
-    return result.model, name, ["\n".join(result.summary.lines())]
+    return result.model, default_name(sources), ["\n".join(result.summary.lines())]
 
 
 def prepare(sources: Sequence[Path] | None, *, name: str | None = None, backend: str = "cpu",
@@ -53,22 +53,23 @@ def prepare(sources: Sequence[Path] | None, *, name: str | None = None, backend:
             slo_ms: float | None = None, threads: int = 0, backend_options: dict[str, str] | None = None,
             calibration: str | None = None, budget: float | None = None,
             trial_load: bool = True, progress: Callable[[str], None] = lambda msg: None) -> Prepared:
-    """Everything ``serve deploy`` writes for one model version; raises before writing anything.
+    """Everything ``serve deploy`` writes for one model version; raises before writing anything,
+    and on a bad argument before any conversion (``serve.preflight``).
 
     ``calibration`` (a built-in set such as "mnist" or an .npz file, see models/quantize)
     and ``budget`` feed ``--precision auto`` and int8's static calibration; formats for a
     model that runs on the fpga are scored with its activation quantisation.
     """
-    model, default_name, notes = load_source(sources, framework, progress)
-    layer_formats: dict[str, str] = {}
     backend_options = dict(backend_options or {})
-    devices = tuple(d.strip() for d in backend.split(",") if d.strip())  # "cpu,fpga": both
+    config = check_deploy(sources, name=name, backend=backend, precision=precision, instances=instances,
+                          threads=threads, slo_ms=slo_ms, backend_options=backend_options,
+                          calibration=calibration, budget=budget, trial_load=trial_load)
+    devices = config.backends
+    model, _, notes = load_source(sources, framework, progress)
+    layer_formats: dict[str, str] = {}
     if precision != "fp32":
         from models.quantize import ActivationRule, load_calibration, quantize_model
 
-        if precision == "auto" and calibration is None:
-            raise InvalidModel("--precision auto chooses per-layer formats on calibration data: "
-                               "give --calibration (mnist, digits or an .npz file)")
         progress(f"quantising to {precision}")
         data = load_calibration(calibration) if calibration else None
         kwargs = {} if budget is None else {"budget": budget}
@@ -84,11 +85,8 @@ def prepare(sources: Sequence[Path] | None, *, name: str | None = None, backend:
                      f"{len(report.layers)} layers, {report.size_fp32_bytes / 1e3:.0f} kB -> "
                      f"{report.size_bytes / 1e3:.0f} kB{accuracy}")
     inputs, outputs = read_signature(model)
-    config = ModelConfig(
-        name=name or default_name, backend=devices[0] if devices else backend,
-        devices=devices if len(devices) > 1 else (), instances=instances, precision=precision,
-        inputs=batch_one(inputs), outputs=batch_one(outputs), slo_ms=slo_ms, threads=threads,
-        layer_formats=layer_formats, backend_options=backend_options)
+    config = config.replace(inputs=batch_one(inputs), outputs=batch_one(outputs),
+                            layer_formats=layer_formats, backend_options=backend_options)
     model_bytes = model.SerializeToString()
     if trial_load:
         progress(f"checking that the {backend} backend(s) load it")

@@ -118,6 +118,20 @@ class ModelRepository:
     def read_config(self, name: str, version: int) -> ModelConfig:
         return ModelConfig.read(self.version_dir(name, version) / CONFIG_FILE)
 
+    def find(self, config: ModelConfig, model_bytes: bytes) -> int | None:
+        """The newest version whose model and config are exactly these bytes; None if none is.
+
+        ``serve deploy`` reuses it rather than writing a copy (rerunning a deploy would
+        otherwise add an identical version each time, each one loaded)."""
+        config_bytes = config.dumps().encode()
+        for version in reversed(self.versions(config.name)):
+            folder = self.root / config.name / str(version)
+            model_file = folder / MODEL_FILE
+            if (model_file.stat().st_size == len(model_bytes) and (folder / CONFIG_FILE).read_bytes() == config_bytes
+                    and model_file.read_bytes() == model_bytes):
+                return version
+        return None
+
     def add(self, config: ModelConfig, model_bytes: bytes) -> int:
         """Write a new version of ``config.name`` atomically; return its number."""
         model_dir = self.root / check_name(config.name)
