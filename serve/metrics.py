@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Iterator
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from serve.errors import STATUS
@@ -52,11 +53,13 @@ REJECT_REASONS = ("admission", "queue_full", "deadline")
 # error (a series born at 1 hides its first increment from rate and increase).
 CODES = (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL,
          *sorted(set(STATUS.values()), key=lambda c: c.value[0]))
-# Requests that fail before a model is resolved (NOT_FOUND, UNAVAILABLE while loading)
-# are counted with empty model/version/device labels, which PromQL treats as absent:
-# the requested name comes from the client, and labelling by it would let any client
-# create unbounded series.
+# Requests that fail before a model is resolved are counted without model/version/device
+# labels (the exposition leaves empty labels out, and PromQL treats them as absent): the
+# requested name comes from the client, and labelling by it would let any client create
+# unbounded series. Only the codes such a request can get are created ahead: NOT_FOUND
+# (no such model or version) and UNAVAILABLE (still loading, or the server stopping).
 NO_MODEL = ("", "", "")
+NO_MODEL_CODES = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE)
 
 
 class HistogramChild:
@@ -147,7 +150,8 @@ class CounterFamily(_Family):
     def collect(self) -> CounterMetricFamily:
         family = CounterMetricFamily(self.name, self.doc, labels=self.labelnames)
         for values, child in self.items():
-            family.add_metric(values, child.value)
+            labels = {name: value for name, value in zip(self.labelnames, values) if value}  # see NO_MODEL
+            family.samples.append(Sample(f"{self.name}_total", labels, child.value))
         return family
 
 
@@ -181,8 +185,8 @@ class Metrics:
                           self.decode_seconds, self.encode_seconds, self.device_seconds,
                           self.device_cycles, self.mac_utilisation, self.requests, self.rejections)
         # Children for requests that name no loaded model; see NO_MODEL.
-        self.unknown_model = ({code: self.requests.labels(*NO_MODEL, code.name) for code in CODES}
-                              if enabled else dict.fromkeys(CODES, NOOP))
+        self._no_model = ({code: self.requests.labels(*NO_MODEL, code.name) for code in NO_MODEL_CODES}
+                          if enabled else {})
 
         self.registry = r = CollectorRegistry()
         # Per model load, not per request: prometheus-client's own families are fine here.
@@ -192,6 +196,13 @@ class Metrics:
                                   "How long the last load of a model version took, warm-up included",
                                   ("model", "version"), registry=r)
         r.register(self)
+
+    def no_model(self, code: grpc.StatusCode) -> CounterChild | _NoOp:
+        """The counter of requests answered ``code`` before a model was resolved."""
+        child = self._no_model.get(code)
+        if child is None:
+            child = self.requests.labels(*NO_MODEL, code.name) if self.enabled else NOOP
+        return child
 
     def watch(self, models: "ModelRegistry") -> None:
         """Read queue depth, busy instances and models ready from ``models`` at each scrape."""

@@ -145,7 +145,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             if model is not None:
                 model.stats.failure(perf_counter_ns() - start, code, _REJECT_REASON.get(type(exc)))
             else:  # no model resolved (unknown, not ready): counted without model labels
-                self.metrics.unknown_model[code].inc()
+                self.metrics.no_model(code).inc()
             return self._fail(context, exc)
         else:
             model.stats.success(start, decoded, ran, perf_counter_ns(), result)
