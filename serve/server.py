@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from protos import inference_pb2 as pb
 from serve.auth import TlsFiles, management_guard
+from serve.drain import DrainReport
 from serve.health import ModelHealth
 from serve.metrics import Metrics
 from serve.registry import ModelRegistry
@@ -112,7 +113,8 @@ class BwServer:
         ]
         guard = management_guard(config.host, config.auth_token, bool(config.tls and config.tls.ca))
         self.server = grpc.aio.server(options=options, interceptors=[guard] if guard else None)
-        _add_inference_service(InferenceService(self.registry, self.metrics, lambda: self._serving), self.server)
+        self.service = InferenceService(self.registry, self.metrics, lambda: self._serving)
+        _add_inference_service(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE.full_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
@@ -152,20 +154,23 @@ class BwServer:
         await self.model_health.follow()
         return self.port
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Graceful stop: NOT_SERVING first, refuse new RPCs, drain, close the backends.
+    async def stop(self, grace: float | None = None) -> DrainReport:
+        """Graceful stop: NOT_SERVING first, refuse new requests, drain, close the backends.
 
         With ``drain_delay_s`` the server keeps serving, NOT_SERVING, for that long
         before it refuses new RPCs: balancers that health-check (Envoy, gRPC clients
         with healthCheckConfig) move away first, so no request reaches it mid-shutdown.
+        Then every accepted request finishes and every new one gets UNAVAILABLE, none
+        CANCELLED (serve/drain.py); what happened is the report returned.
         """
         grace = self.config.grace_s if grace is None else grace
         self._serving = False
         await self.model_health.shutdown()
         if self.config.drain_delay_s > 0:
             await asyncio.sleep(self.config.drain_delay_s)
-        await self.server.stop(grace)
+        report = await self.service.drain.stop(self.server, grace)
         await self.registry.close(timeout=grace)
+        return report
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()
@@ -190,7 +195,12 @@ def run_server(config: ServerConfig, on_ready=None) -> None:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("stopping: draining for up to %.1f s", config.grace_s)
-        await server.stop()
+        report = await server.stop()
+        log.info("stopped: %d requests in flight finished, %d new ones refused (UNAVAILABLE), in %.2f s",
+                 report.finished, report.refused, report.seconds)
+        if report.still_running:
+            log.warning("%d requests were still running when the grace period ran out: cancelled",
+                        report.still_running)
 
     with asyncio.Runner(loop_factory=loop_factory(config.event_loop)) as runner:
         runner.run(main())

@@ -13,6 +13,7 @@ import serve
 from protos import inference_pb2 as pb
 from protos import inference_pb2_grpc as pb_grpc
 from serve.datatypes import TRITON_ENUM
+from serve.drain import Drain
 from serve.errors import (DeadlineExpired, InvalidInput, ModelNotFound, Overloaded, QueueFull, ServeError,
                           status_of)
 from serve.registry import LoadedModel, ModelRegistry
@@ -38,6 +39,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         self.registry = registry
         self.metrics = metrics
         self._ready = ready  # callable -> bool: False while starting or draining
+        self.drain = Drain(lambda: metrics.inflight)  # how the server stops (serve/drain.py)
 
     @staticmethod
     def _fail(context, exc: BaseException) -> None:
@@ -115,6 +117,10 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     # -- inference --------------------------------------------------------
 
     async def ModelInfer(self, request, context):
+        if self.drain.refusing:  # the server is stopping: held, then UNAVAILABLE
+            exc = await self.drain.refusal()
+            self.metrics.no_model(grpc.StatusCode.UNAVAILABLE).inc()
+            return self._fail(context, exc)
         self.metrics.inflight += 1  # read by the metrics collector at scrape time
         start = perf_counter_ns()
         model: LoadedModel | None = None
