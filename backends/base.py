@@ -60,6 +60,20 @@ class Backend(ABC):
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch-1 request; inputs were already validated against the signature."""
 
+    def run_busy(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``run`` while other requests wait for this device (the scheduler's choice).
+
+        A backend with a way to spend less CPU per request under steady load (the
+        CPU backend: onnxruntime on one thread, so that the server's own threads keep
+        a core) overrides it and sets ``busy_mode``. Default: ``run``.
+        """
+        return self.run(inputs)
+
+    @property
+    def busy_mode(self) -> bool:
+        """Whether ``run_busy`` runs the model differently from ``run`` (its times are not ``run``'s)."""
+        return False
+
     def close(self) -> None:
         """Release the device's resources. Default: nothing to release."""
 

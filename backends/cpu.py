@@ -5,6 +5,13 @@ Session options (benchmarks/cpu_session_options.py measures the choices end to e
   among the model's instances, so that N instances do not oversubscribe the CPU;
 - intra-op spinning: onnxruntime's default (on); backend option ``spinning=0``
   turns it off, ``spinning=run`` keeps it within a run only;
+- a second, one-thread session for runs under load (``run_busy``: the scheduler
+  uses it when other requests wait), when the first has more than one thread;
+  option ``busy_threads`` sets its threads, ``busy_threads=0`` does without it.
+  On 2 cores the default session's spinning pool thread takes a core from gRPC
+  and the event loop under load and goodput collapses at 3x overload, while at
+  concurrency 1 the same spinning is what makes it fast (benchmarks/README.md,
+  "Overload on a fast model"). The cost: the model is in memory twice;
 - no inter-op parallelism (sequential execution): at batch 1 the graph is a chain;
 - full graph optimisation, done once at load;
 - plain ``session.run``, no IO binding: binding the input and a pre-bound output
@@ -33,14 +40,16 @@ class OnnxRuntimeBackend(Backend):
 
     providers: tuple = ("CPUExecutionProvider",)
     inline_safe = True
+    busy_session = None  # CpuBackend's second session, for runs under load
 
-    def session_options(self):
+    def session_options(self, threads: int = 0):
+        """Options of the session; ``threads`` overrides the intra-op threads (the busy session's)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = self.config.threads or default_threads(self.config.instances)
+        options.intra_op_num_threads = threads or self.config.threads or default_threads(self.config.instances)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         # onnxruntime fuses blocked int4/int8 DequantizeLinear -> MatMul into MatMulNBits and,
@@ -59,14 +68,24 @@ class OnnxRuntimeBackend(Backend):
             options.add_session_config_entry("session.force_spinning_stop", "1")
         return options
 
-    def load(self, model_path: Path) -> None:
+    def busy_threads(self) -> int:
+        """Intra-op threads of the session for runs under load; 0: none, ``run_busy`` is ``run``."""
+        return 0
+
+    def _session(self, model_path: Path, options):
         import onnxruntime as ort
 
         try:
-            self.session = ort.InferenceSession(
-                str(model_path), sess_options=self.session_options(), providers=list(self.providers))
+            return ort.InferenceSession(str(model_path), sess_options=options, providers=list(self.providers))
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelLoadFailed(f"onnxruntime cannot load {model_path.name}: {exc}") from exc
+
+    def load(self, model_path: Path) -> None:
+        import onnxruntime as ort
+
+        self.session = self._session(model_path, self.session_options())
+        busy = self.busy_threads()
+        self.busy_session = self._session(model_path, self.session_options(busy)) if busy else None
         self._output_names = [o.name for o in self.session.get_outputs()]
         self._run = self.session.run
         self._run_options = ort.RunOptions()  # one for every run: what ``cancel`` reaches
@@ -74,14 +93,30 @@ class OnnxRuntimeBackend(Backend):
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self._output_names, self._run(self._output_names, inputs, self._run_options)))
 
+    def run_busy(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.busy_session is None:  # one session (and the GPU backend's own run)
+            return self.run(inputs)
+        return dict(zip(self._output_names, self.busy_session.run(self._output_names, inputs, self._run_options)))
+
+    @property
+    def busy_mode(self) -> bool:
+        return self.busy_session is not None
+
     def cancel(self) -> None:
         # onnxruntime checks the flag between kernels and between a Loop's iterations.
         self._run_options.terminate = True
 
     def close(self) -> None:
-        self.session = None
+        self.session = self.busy_session = None
         self._run = None
 
 
 class CpuBackend(OnnxRuntimeBackend):
     device = "cpu"
+
+    def busy_threads(self) -> int:
+        value = self.config.backend_options.get("busy_threads", "1")
+        if not value.isdigit():
+            raise ModelLoadFailed(f"backend option busy_threads={value!r}: expected a count, 0 for none")
+        threads = int(value)
+        return threads if threads < self.session_options().intra_op_num_threads else 0

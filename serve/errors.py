@@ -26,15 +26,27 @@ class InvalidModel(ServeError):
     """A model file or config that cannot be deployed (corrupt, unsupported)."""
 
 
-class Overloaded(ServeError):
+class Shed(ServeError):
+    """A request refused or dropped to protect the others; ``stage`` says where.
+
+    "door": before decode (serve/service.py asks the scheduler first); "scheduler":
+    when it was queued; "expired": dropped unrun after its deadline passed in the queue.
+    """
+
+    def __init__(self, message: str, stage: str = "scheduler") -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+class Overloaded(Shed):
     """Admission control predicts the request would miss its deadline."""
 
 
-class QueueFull(ServeError):
+class QueueFull(Shed):
     """The model's queue is at max_queue_size."""
 
 
-class DeadlineExpired(ServeError):
+class DeadlineExpired(Shed):
     """The request's deadline passed before it could run."""
 
 

@@ -55,7 +55,7 @@ class Device:
     """
 
     __slots__ = ("name", "instances", "queue", "estimator", "run_time", "cv", "busy", "started", "current",
-                 "generation")
+                 "generation", "loaded_until")
 
     def __init__(self, name: str, instances: Sequence[Backend], lock: threading.Lock) -> None:
         self.name = name
@@ -68,6 +68,9 @@ class Device:
         self.started = [0.0] * len(self.instances)  # monotonic start of each instance's run; 0 idle
         self.current: list[Job | object | None] = [None] * len(self.instances)  # the job each runs, or INLINE
         self.generation = [0] * len(self.instances)  # bumped when the watchdog retires an instance
+        # Monotonic time until which the device counts as under load: set whenever a run
+        # starts with others queued behind it (serve/scheduler.py, LOAD_HOLD_S).
+        self.loaded_until = 0.0
 
     @property
     def queue_depth(self) -> int:

@@ -47,7 +47,10 @@ LATENCY_BUCKETS = (
 CYCLE_BUCKETS = tuple(float(round(10 ** (k / 2))) for k in range(2, 19))  # 10 .. 1e9, x3.16
 RATIO_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 MODEL_LABELS = ("model", "version", "device")
-REJECT_REASONS = ("admission", "queue_full", "deadline")
+# (reason, stage) of every request shed (serve.errors.Shed): where the load is shed, the
+# door before decode, the scheduler when it queues, or expired unrun in the queue.
+REJECTIONS = (("admission", "door"), ("deadline", "door"), ("admission", "scheduler"),
+              ("deadline", "scheduler"), ("queue_full", "scheduler"), ("deadline", "expired"))
 # The codes ModelInfer can answer with (serve.errors.status_of, plus OK and a client's
 # CANCELLED): one series each, created at load time so that rate() sees every first
 # error (a series born at 1 hides its first increment from rate and increase).
@@ -179,8 +182,8 @@ class Metrics:
                                     "Useful MACs / (array MACs x cycles) per request (FPGA)", RATIO_BUCKETS)
         self.requests = CounterFamily("bwserve_requests", "Inference requests by gRPC status code",
                                       (*MODEL_LABELS, "code"))
-        self.rejections = CounterFamily("bwserve_rejections", "Requests the scheduler refused, by reason",
-                                        (*MODEL_LABELS, "reason"))
+        self.rejections = CounterFamily("bwserve_rejections", "Requests shed, by reason and stage (door, "
+                                        "scheduler, expired)", (*MODEL_LABELS, "reason", "stage"))
         self._families = (self.request_seconds, self.queue_seconds, self.compute_seconds,
                           self.decode_seconds, self.encode_seconds, self.device_seconds,
                           self.device_cycles, self.mac_utilisation, self.requests, self.rejections)
@@ -263,7 +266,7 @@ class ModelMetrics:
     device_cycles: "_Lazy | _NoOp"
     mac_utilisation: "_Lazy | _NoOp"
     ok: CounterChild | _NoOp
-    rejected: dict[str, CounterChild | _NoOp]
+    rejected: dict[tuple[str, str], CounterChild | _NoOp]  # (reason, stage), see REJECTIONS
     codes: dict[grpc.StatusCode, CounterChild | _NoOp]
     labels: tuple[str, str, str]
 
@@ -288,7 +291,7 @@ class ModelMetrics:
             device_cycles=_Lazy(metrics.device_cycles, labels),
             mac_utilisation=_Lazy(metrics.mac_utilisation, labels),
             ok=codes[grpc.StatusCode.OK],
-            rejected={reason: metrics.rejections.labels(*labels, reason) for reason in REJECT_REASONS},
+            rejected={key: metrics.rejections.labels(*labels, *key) for key in REJECTIONS},
             codes=codes,
             labels=labels,
         )
@@ -297,7 +300,7 @@ class ModelMetrics:
     def noop(cls, labels: tuple[str, str, str] = NO_MODEL) -> "ModelMetrics":
         """Children that record nothing (metrics off)."""
         return cls(NOOP, NOOP, NOOP, NOOP, NOOP, NOOP, NOOP, NOOP, NOOP,
-                   dict.fromkeys(REJECT_REASONS, NOOP), dict.fromkeys(CODES, NOOP), labels)
+                   dict.fromkeys(REJECTIONS, NOOP), dict.fromkeys(CODES, NOOP), labels)
 
 
 class _Lazy:

@@ -8,13 +8,18 @@ first free worker of that device takes it at once. Workers run the backend
 outside every lock and hand results back with ``call_soon_threadsafe``, so the
 event loop never blocks on a device.
 
-The flow per request (STYLE 12) is schedule -> execute -> update:
+The flow per request (STYLE 12) is door -> schedule -> execute -> update:
+- door (``admit``, on the event loop, before the request is decoded): the same
+  prediction as schedule's, so that a request shed under overload costs the
+  front end as little as it can (issue 22).
 - schedule (``submit``, on the event loop): refuse if the model is closing
   (ShuttingDown) or its queues are full (QueueFull); predict the finish time on
   every device; refuse at once if even the best one misses the deadline
   (Overloaded); otherwise queue it on that device.
 - execute (a worker): skip it if the client cancelled, drop it if its deadline
-  passed while it waited (DeadlineExpired), else run it.
+  passed while it waited (DeadlineExpired), else run it: ``backend.run_busy`` if
+  other requests wait behind it (the CPU backend's one-thread session), else
+  ``backend.run``.
 - update (the worker, under the lock it takes anyway): feed the instance's turn
   (its run plus the hand-offs around it) to the device's service-time estimate.
 
@@ -23,7 +28,8 @@ order, no prediction-based refusal and no expiry drop, as most servers queue.
 
 Inline fast path: when nothing is queued for the model, its backend is
 ``inline_safe`` (the CPU backend) and its device has a single instance, which is
-idle, and the median ``backend.run`` there is at most ``INLINE_MAX_S``, ``run``
+idle and has not been under load for ``LOAD_HOLD_S``, and the median
+``backend.run`` there is at most ``INLINE_MAX_S``, ``run``
 calls the backend on the event loop's own thread, as the obvious server does. The
 two thread hand-offs it skips (loop -> worker -> loop) cost 60-500 us per request
 on two busy cores (py-spy, benchmarks/README.md "Serving overhead"), more than
@@ -61,6 +67,11 @@ DEFAULT_PRIORITY = 100  # requests without a `priority` parameter; smaller runs 
 # Longest median run made on the event loop (see the module docstring): what other
 # models' requests may wait for, against the 60-500 us of hand-offs it saves.
 INLINE_MAX_S = 1e-3
+# How long a device stays "under load" after a run started with others queued behind
+# it: its runs go through ``run_busy`` and none runs inline, so that the gaps of an
+# overload (the queue drained for a moment) do not bring back the event loop's runs
+# and the spinning threads that starve gRPC. Concurrency 1 never queues and never sees it.
+LOAD_HOLD_S = 0.1
 
 
 class ModelScheduler:
@@ -162,12 +173,7 @@ class ModelScheduler:
                 raise QueueFull(f"model '{self.name}' has {self._queued} requests queued "
                                 f"(max_queue_size {self.max_queue_size}); retry later")
             now = time.monotonic()
-            device, ahead, finish = self.devices[0], 0, math.inf
-            for candidate in self.devices:  # earliest predicted finish wins; ties go to the first
-                position = candidate.queue.position(key)
-                predicted = candidate.predict(position, now)
-                if predicted < finish:
-                    device, ahead, finish = candidate, position, predicted
+            device, ahead, finish = self._best(key, now)
             if deadline != math.inf and finish > (1 - RESPONSE_SLACK) * (deadline - now):
                 raise self._refusal(device, ahead, finish, deadline - now)
             job = Job(key, deadline, inputs, loop.create_future(), loop, time.perf_counter_ns(), device)
@@ -176,6 +182,32 @@ class ModelScheduler:
             device.cv.notify()
         return job
 
+    def admit(self, deadline: float, priority: int = DEFAULT_PRIORITY) -> None:
+        """The door: refuse now, before the request is decoded, if it cannot make its deadline.
+
+        The same prediction as ``run`` makes when it queues (which checks again), made
+        first so that a request shed under overload costs no decode and no queueing:
+        DeadlineExpired if its deadline has passed already (it waited in gRPC and the
+        event loop), Overloaded if it is predicted to miss. Both carry stage "door".
+        """
+        if not self.admission_control or deadline == math.inf:
+            return
+        with self._lock:
+            now = time.monotonic()
+            device, ahead, finish = self._best((priority, deadline, math.inf), now)
+            if finish > (1 - RESPONSE_SLACK) * (deadline - now):
+                raise self._refusal(device, ahead, finish, deadline - now, "door")
+
+    def _best(self, key, now: float) -> tuple[Device, int, float]:
+        """(device, requests ahead there, predicted finish) for a request queued with ``key``. Under the lock."""
+        device, ahead, finish = self.devices[0], 0, math.inf
+        for candidate in self.devices:  # earliest predicted finish wins; ties go to the first
+            position = candidate.queue.position(key)
+            predicted = candidate.predict(position, now)
+            if predicted < finish:
+                device, ahead, finish = candidate, position, predicted
+        return device, ahead, finish
+
     def _claim_inline(self, deadline: float) -> tuple[Device, int] | None:
         """An idle instance to run on the loop's thread now, marked busy; None: queue instead."""
         with self._lock:
@@ -183,7 +215,7 @@ class ModelScheduler:
                 return None
             now = time.monotonic()
             for device in self._inline_devices:
-                if device.busy or not 0 < device.run_time.estimate <= INLINE_MAX_S:
+                if device.busy or now < device.loaded_until or not 0 < device.run_time.estimate <= INLINE_MAX_S:
                     continue
                 service = device.estimator.estimate
                 if deadline != math.inf and service > (1 - RESPONSE_SLACK) * (deadline - now):
@@ -215,14 +247,16 @@ class ModelScheduler:
                 raise self._watchdog.hung(device, slot, (time.perf_counter_ns() - start) / 1e9, " on the event loop")
         return Result(outputs, start - submitted, end - start, backend.instance, stats, device.name)
 
-    def _refusal(self, device: Device, ahead: int, finish: float, allowed: float) -> Exception:
+    def _refusal(self, device: Device, ahead: int, finish: float, allowed: float,
+                 stage: str = "scheduler") -> Exception:
         if allowed <= 0:
-            return DeadlineExpired(f"deadline already passed {-allowed * 1e3:.2f} ms before queueing; not run")
+            return DeadlineExpired(f"deadline already passed {-allowed * 1e3:.2f} ms before queueing; not run",
+                                   stage)
         return Overloaded(
             f"model '{self.name}' would finish in {finish * 1e3:.2f} ms ({ahead} queued ahead on "
             f"{device.name}, {device.estimator.estimate * 1e3:.2f} ms each on {len(device.instances)} "
             f"instance(s)); the deadline allows {allowed * 1e3:.2f} ms, "
-            f"{(1 - RESPONSE_SLACK) * allowed * 1e3:.2f} ms of it for queue and run")
+            f"{(1 - RESPONSE_SLACK) * allowed * 1e3:.2f} ms of it for queue and run", stage)
 
     def _withdraw(self, job: Job) -> None:
         with self._lock:
@@ -244,16 +278,21 @@ class ModelScheduler:
                     return
                 job = device.queue.pop()
                 self._queued -= 1
+                now = time.monotonic()
+                if device.queue:  # others wait behind it: the device is under load
+                    device.loaded_until = now + LOAD_HOLD_S
+                busy = now < device.loaded_until  # the backend's mode for load
                 device.busy += 1
-                device.started[slot] = time.monotonic()
+                device.started[slot] = now
                 device.current[slot] = job
-            run_s = self._execute(backend, device.name, job)
+            run_s = self._execute(backend, device.name, job, busy)
             with cv:
                 if device.generation[slot] != generation:  # retired as hung while it ran
                     break
                 if run_s is not None:  # the instance's whole turn, hand-offs included: what the next waits for
                     device.estimator.add(time.monotonic() - device.started[slot])
-                    device.run_time.add(run_s)
+                    if not (busy and backend.busy_mode):  # the inline decision asks about ``run`` alone
+                        device.run_time.add(run_s)
                 device.busy -= 1
                 device.started[slot] = 0.0
                 device.current[slot] = None
@@ -275,18 +314,19 @@ class ModelScheduler:
         self._inline_devices = []
 
     @staticmethod
-    def _execute(backend: Backend, device: str, job: Job) -> float | None:
-        """Run one job; its ``backend.run`` seconds, None if it did not run (cancelled, expired, failed)."""
+    def _execute(backend: Backend, device: str, job: Job, busy: bool = False) -> float | None:
+        """Run one job (``run_busy`` if ``busy``); its run's seconds, None if it did not run (cancelled,
+        expired, failed)."""
         if job.future.cancelled():  # the client went away while it waited: never run it
             return None
         start = time.perf_counter_ns()
         if time.monotonic() > job.deadline:
             late = DeadlineExpired(
-                f"deadline passed after {(start - job.submitted_ns) / 1e6:.2f} ms in the queue; not run")
+                f"deadline passed after {(start - job.submitted_ns) / 1e6:.2f} ms in the queue; not run", "expired")
             deliver(job, None, late)
             return None
         try:
-            outputs = backend.run(job.inputs)
+            outputs = backend.run_busy(job.inputs) if busy else backend.run(job.inputs)
         except BaseException as exc:  # reported to the one client; the instance keeps serving
             deliver(job, None, exc)
             return None

@@ -126,8 +126,6 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         model: LoadedModel | None = None
         try:
             model = self.registry.get(request.model_name, request.model_version)
-            inputs = model.codec.decode(request)
-            names = model.codec.check_requested(request)
             remaining = context.time_remaining()
             if remaining is not None:
                 deadline = time.monotonic() + remaining
@@ -135,11 +133,15 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                 deadline = time.monotonic() + model.config.slo_ms / 1e3
             else:
                 deadline = math.inf
-            decoded = perf_counter_ns()
+            priority = _priority(request)
             scheduler = model.scheduler
+            scheduler.admit(deadline, priority)  # the door: shed before decode (serve/scheduler.py)
+            inputs = model.codec.decode(request)
+            names = model.codec.check_requested(request)
+            decoded = perf_counter_ns()
             result = scheduler.run_inline(inputs, deadline)
             if result is None:
-                result = await scheduler.run_queued(inputs, deadline, _priority(request))
+                result = await scheduler.run_queued(inputs, deadline, priority)
             ran = perf_counter_ns()
             response = model.codec.encode(result.outputs, names, request.id)
         except asyncio.CancelledError:  # the client cancelled or its deadline passed
@@ -149,7 +151,8 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         except Exception as exc:
             code = status_of(exc)
             if model is not None:
-                model.stats.failure(perf_counter_ns() - start, code, _REJECT_REASON.get(type(exc)))
+                model.stats.failure(perf_counter_ns() - start, code, _REJECT_REASON.get(type(exc)),
+                                    getattr(exc, "stage", None))
             else:  # no model resolved (unknown, not ready): counted without model labels
                 self.metrics.no_model(code).inc()
             return self._fail(context, exc)

@@ -56,13 +56,15 @@ class ModelStats:
             m.device_cycles.observe(device.cycles)
             m.mac_utilisation.observe(device.mac_utilisation)
 
-    def failure(self, total_ns: int, code: grpc.StatusCode, reason: str | None = None) -> None:
-        """Record a request that failed with ``code``; ``reason`` if the scheduler refused it."""
+    def failure(self, total_ns: int, code: grpc.StatusCode, reason: str | None = None,
+                stage: str | None = None) -> None:
+        """Record a request that failed with ``code``; ``reason`` and ``stage`` if it was shed
+        (serve.metrics.REJECTIONS)."""
         self.fail_count += 1
         self.fail_ns += total_ns
         self.metrics.codes[code].inc()
         if reason is not None:
-            self.metrics.rejected[reason].inc()
+            self.metrics.rejected[reason, stage or "scheduler"].inc()
 
     def to_proto(self, name: str, version: str) -> pb.ModelStatistics:
         n = self.success_count

@@ -101,10 +101,11 @@ def test_counters_match_requests_and_gauges_read_the_scheduler(served) -> None:
     assert value(after, req, **SLOW, code="RESOURCE_EXHAUSTED") == 1
     assert total == ok + bad + unknown + 3 + 1
     rej = "bwserve_rejections_total"
-    assert value(after, rej, **GATED, reason="queue_full") == 1
-    assert value(after, rej, **GATED, reason="deadline") == 1
-    assert value(after, rej, **GATED, reason="admission") == 0
-    assert value(after, rej, **SLOW, reason="admission") == 1
+    # Where each was shed: C when it queued, B expired in the queue, slow's at the door.
+    assert value(after, rej, **GATED, reason="queue_full", stage="scheduler") == 1
+    assert value(after, rej, **GATED, reason="deadline", stage="expired") == 1
+    assert value(after, rej, **GATED, reason="admission", stage="door") == 0
+    assert value(after, rej, **SLOW, reason="admission", stage="door") == 1
     assert sum(after[rej].values()) == 3
     assert value(after, "bwserve_request_duration_seconds_count", **DIGITS) == ok  # successes only
     assert value(after, "bwserve_request_duration_seconds_bucket", **DIGITS, le="+Inf") == ok

@@ -122,7 +122,7 @@ def test_prometheus_counts_exactly_what_was_sent(scraped) -> None:
     assert one('bwserve_requests_total{model="digits", code="OK"}') == 20
     assert one('bwserve_requests_total{model="digits", code="INVALID_ARGUMENT"}') == 1
     assert one('bwserve_requests_total{model="", code="NOT_FOUND"}') == 1
-    assert one('bwserve_rejections_total{model="slow", reason="admission"}') == 1
+    assert one('bwserve_rejections_total{model="slow", reason="admission", stage="door"}') == 1
     assert one('bwserve_device_cycles_count{model="fpga_tail"}') == TAIL_REQUESTS
 
 

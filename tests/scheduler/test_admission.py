@@ -19,13 +19,6 @@ from tests.scheduler.gates import WAIT_S, Rig, tag
 SERVICE = 100.0  # seconds, the primed estimate
 
 
-@pytest.fixture()
-def rig():
-    r = Rig()
-    yield r
-    r.close()
-
-
 async def _block(rig: Rig, index: int = 0):
     """Start a request with tag -1 on instance ``index`` of the first device and wait until it runs."""
     future = rig.scheduler.submit(tag(-1))

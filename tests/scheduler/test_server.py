@@ -46,11 +46,19 @@ def _request():
     return build_request("slow", {"a": x, "b": x})
 
 
-def test_a_second_request_that_cannot_meet_the_slo_is_refused_at_once(stub) -> None:
+def _undecodable():
+    request = _request()
+    request.raw_input_contents[0] = b"\0" * 3  # not 4 float32s: decode would refuse it
+    return request
+
+
+@pytest.mark.parametrize("second", [_request, _undecodable])
+def test_a_second_request_that_cannot_meet_the_slo_is_refused_at_once(stub, second) -> None:
+    # An undecodable one too: the door refuses before anything decodes the request.
     first = stub.ModelInfer.future(_request())
     time.sleep(0.05)  # let it reach the server; whether it has started does not change the verdict
     with pytest.raises(grpc.RpcError) as info:
-        stub.ModelInfer(_request())
+        stub.ModelInfer(second())
     # Only the admission check words it so: a request that had waited would say otherwise.
     assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "would finish in" in info.value.details() and "deadline allows" in info.value.details()
@@ -62,3 +70,10 @@ def test_the_client_deadline_overrides_the_slo(stub) -> None:
         stub.ModelInfer(_request(), timeout=SLEEP_MS / 2e3)  # shorter than one service
     assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert stub.ModelInfer(_request(), timeout=30).model_name == "slow"
+
+
+
+def test_an_undecodable_request_to_an_idle_model_is_invalid(stub) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ModelInfer(_undecodable(), timeout=30)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
