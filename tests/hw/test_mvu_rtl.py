@@ -22,8 +22,9 @@ CONFIGS = [
     MvuConfig(tiles=3, dpes=3, lanes=8, block=8, mant_bits=16, exp_bits=6, acc_bits=40, tile_mem_bytes=4096,
               max_k=48, max_m=40),
     # the narrowest: 3-bit mantissas, blocks of 2, one DPE a tile engine, 9-bit accumulators
+    # (x_words = 9: split 2 pads a long K to 10 words, one past the input buffer)
     MvuConfig(tiles=2, dpes=1, lanes=4, block=2, mant_bits=3, exp_bits=4, acc_bits=9, tile_mem_bytes=256,
-              max_k=40, max_m=16),
+              max_k=36, max_m=16),
 ]
 RUNS = 400  # runs of 1..8 products per config: about 7,000 products in all
 STALLS = (0, 10, 30, 60)
@@ -107,6 +108,27 @@ def test_cycle_counters_equal_the_cycle_model(split, mvu_sims):
         got = sim.run(x_mant, x_exp, acc_exp, 0, s)
         assert (got.cycles == cycles.product_cycles(s)).all() and not got.stalls.any(), (s, got.cycles)
         assert np.array_equal(got.acc, golden.mvm(TINY, w_mant, w_exp, x_mant, x_exp, acc_exp, split).acc)
+
+
+@pytest.mark.parametrize("cfg", [TINY, CONFIGS[3]], ids=MvuConfig.name)
+def test_full_input_and_output_buffers(cfg, mvu_sims):
+    """K = max_k and M = max_m on every split (with K padded past the input buffer where
+    split does not divide its words), with stalls."""
+    sim = mvu_sims(cfg)
+    rng = np.random.default_rng(7)
+    for split in cfg.splits():
+        for m, k in [(cfg.max_m, cfg.lanes), (cfg.tiles * cfg.dpes, cfg.max_k), (cfg.max_m, cfg.max_k)]:
+            s = layout.shape(cfg, m, k, split)
+            if s.words > cfg.mem_words:
+                continue
+            w_mant, w_exp = random_matrix(cfg, rng, m, k)
+            sim.write_weights(cfg.mem_words - s.words, *layout.pack(cfg, w_mant, w_exp, s))
+            for kind in KINDS:
+                x_mant, x_exp, acc_exp = random_vectors(cfg, rng, w_mant, w_exp, 3, kind)
+                got = sim.run(x_mant, x_exp, acc_exp, cfg.mem_words - s.words, s, stall_pct=20, seed=split)
+                want = golden.mvm(cfg, w_mant, w_exp, x_mant, x_exp, acc_exp, split)
+                assert np.array_equal(got.acc, want.acc), mismatch(cfg, got.acc, want.acc, f"{kind} {s}", acc_exp)
+                assert (got.cycles - got.stalls == cycles.product_cycles(s)).all()
 
 
 def test_extreme_operands_saturate_and_round_like_golden(mvu_sims):
