@@ -1,40 +1,49 @@
-"""The quantiser end to end on the real CNTK MNIST model and real digits."""
+"""The quantiser end to end on a real model and real digits: CNTK's MNIST model on MNIST
+(../shared), and the project's own digits model, trained here, on scikit-learn's digits."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import numpy_helper
 
 from models.convert import convert
 from models.quantize import Calibration, load_calibration, quantize_model
 from models.quantize.export import METADATA_FORMATS
 from models.quantize.onnx_io import find_weights, prepare, run, session
+from tests.old_exporter import mnist_folder, reference_sets
 
 MODELS = Path(__file__).resolve().parents[2] / ".." / "shared" / "models"
 CNTK = MODELS / "cntk_mnist"
-pytestmark = pytest.mark.skipif(not CNTK.exists(), reason="../shared/models not beside the checkout")
 
 
-@pytest.fixture(scope="module")
-def model() -> onnx.ModelProto:
-    return convert(CNTK / "model.onnx").model
+@dataclass(frozen=True)
+class Source:
+    model: onnx.ModelProto  # converted, as `serve deploy` hands it to the quantiser
+    digits: Calibration  # labelled calibration data
+    references: list[tuple[dict[str, np.ndarray], np.ndarray]]  # (feeds, fp32 outputs)
 
 
-@pytest.fixture(scope="module")
-def digits() -> Calibration:
-    return load_calibration("mnist", count=300)
+@pytest.fixture(scope="module", params=["cntk", "made-here"])
+def source(request) -> Source:
+    """CNTK's MNIST on MNIST digits (../shared, where it is beside the checkout), or the
+    project's own digits model, trained here, on scikit-learn's digits."""
+    if request.param == "cntk":
+        if not CNTK.exists():
+            pytest.skip(f"{CNTK} is not beside the checkout (CI has it); 'made-here' runs the same test")
+        refs = [({"Input3": x}, y) for x, y in reference_sets(CNTK)]
+        return Source(convert(CNTK / "model.onnx").model, load_calibration("mnist", count=300), refs)
+    from models.examples import digits
 
-
-def reference_sets():
-    for folder in sorted(CNTK.glob("test_data_set_*")):
-        x = numpy_helper.to_array(onnx.load_tensor(str(folder / "input_0.pb")))
-        y = numpy_helper.to_array(onnx.load_tensor(str(folder / "output_0.pb")))
-        yield x, y
+    model = digits.train().model
+    data = load_calibration("digits", count=300)
+    fp32 = session(prepare(model))
+    refs = [({"pixels": data.x[i:i + 1]}, fp32.run(None, {"pixels": data.x[i:i + 1]})[0]) for i in (0, 1, 2)]
+    return Source(model, data, refs)
 
 
 def accuracy(model: onnx.ModelProto, data: Calibration, exact: bool = True) -> float:
@@ -42,27 +51,30 @@ def accuracy(model: onnx.ModelProto, data: Calibration, exact: bool = True) -> f
     return 100.0 * float(np.mean(out.argmax(axis=1) == data.y))
 
 
-def test_prepare_keeps_the_models_outputs() -> None:
-    raw = onnx.load(str(CNTK / "model.onnx"))  # opset 8, IR 3, reshaped MatMul weight
+@pytest.mark.parametrize("kind", ["cntk", "made-here"])
+def test_prepare_keeps_the_models_outputs(kind, tmp_path_factory) -> None:
+    folder = mnist_folder(kind, tmp_path_factory)
+    raw = onnx.load(str(folder / "model.onnx"))  # opset 8, IR 3, reshaped MatMul weight
     prepared = prepare(raw)
     assert prepared.ir_version == 10 and prepared.opset_import[0].version >= 21
     assert len(find_weights(prepared)) == 3  # two convs and the reshaped dense weight
-    for x, y in reference_sets():
+    for x, y in reference_sets(folder):
         np.testing.assert_allclose(session(prepared).run(None, {"Input3": x})[0], y, rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize("precision", ["msfp16", "mxint8", "mxfp8_e4m3", "fp16"])
-def test_wide_formats_keep_the_reference_answers(model: onnx.ModelProto, precision: str) -> None:
-    result = quantize_model(model, precision)
+def test_wide_formats_keep_the_reference_answers(source: Source, precision: str) -> None:
+    result = quantize_model(source.model, precision)
     sess = ort.InferenceSession(result.model.SerializeToString())  # as a backend would
-    for x, y in reference_sets():
-        got = sess.run(None, {"Input3": x})[0]
+    for feeds, y in source.references:
+        got = sess.run(None, feeds)[0]
         assert got.argmax() == y.argmax()
         assert np.linalg.norm(got - y) / np.linalg.norm(y) < 0.05
     assert set(result.layer_formats.values()) == {precision}
 
 
-def test_auto_stays_within_budget_and_goes_narrow(model: onnx.ModelProto, digits: Calibration) -> None:
+def test_auto_stays_within_budget_and_goes_narrow(source: Source) -> None:
+    model, digits = source.model, source.digits
     result = quantize_model(model, "auto", calibration=digits, budget=0.5)
     report = result.report
     names = {r.name for r in find_weights(prepare(model))}
@@ -76,12 +88,14 @@ def test_auto_stays_within_budget_and_goes_narrow(model: onnx.ModelProto, digits
     assert report.size_bytes < report.size_fp32_bytes / 4
 
 
-def test_auto_with_zero_budget_loses_nothing(model: onnx.ModelProto, digits: Calibration) -> None:
+def test_auto_with_zero_budget_loses_nothing(source: Source) -> None:
+    model, digits = source.model, source.digits
     result = quantize_model(model, "auto", calibration=digits, budget=0.0)
     assert result.report.accuracy >= result.report.fp32_accuracy
 
 
-def test_unlabelled_budget_is_relative_output_error(model: onnx.ModelProto, digits: Calibration) -> None:
+def test_unlabelled_budget_is_relative_output_error(source: Source) -> None:
+    model, digits = source.model, source.digits
     unlabelled = Calibration(digits.x[:100], None, "x only")
     result = quantize_model(model, "auto", calibration=unlabelled, budget=2.0)
     assert result.report.accuracy is None
@@ -94,7 +108,8 @@ def test_unlabelled_budget_is_relative_output_error(model: onnx.ModelProto, digi
     assert set(loose.layer_formats.values()) == {"msfp8"}  # the narrowest candidate
 
 
-def test_int8_uses_onnxruntime_qdq(model: onnx.ModelProto, digits: Calibration) -> None:
+def test_int8_uses_onnxruntime_qdq(source: Source) -> None:
+    model, digits = source.model, source.digits
     result = quantize_model(model, "int8", calibration=digits)
     ops = {n.op_type for n in result.model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # activations are quantised too
@@ -102,6 +117,7 @@ def test_int8_uses_onnxruntime_qdq(model: onnx.ModelProto, digits: Calibration) 
     assert abs(accuracy(result.model, digits, exact=False) - result.report.fp32_accuracy) <= 1.0
 
 
-def test_auto_without_calibration_is_an_error(model: onnx.ModelProto) -> None:
+def test_auto_without_calibration_is_an_error(source: Source) -> None:
+    model = source.model
     with pytest.raises(ValueError, match="calibration"):
         quantize_model(model, "auto")
