@@ -31,7 +31,7 @@ from typing import Callable, NamedTuple, Union
 from hw.config import HwConfig, MvuConfig
 from hw.toolchain import Verilator, find_cxx, find_verilator
 
-__all__ = ["cache_root", "build_model", "write_params_header", "BuildError", "RTL_DIR", "TOP", "Top", "top_for"]
+__all__ = ["cache_root", "build_model", "lint", "write_params_header", "BuildError", "RTL_DIR", "TOP", "Top", "top_for"]
 
 PKG_DIR = Path(__file__).resolve().parent
 RTL_DIR = PKG_DIR / "rtl"
@@ -186,6 +186,19 @@ def verilator_param_args(cfg: Config) -> list[str]:
     return [f"-G{name}={value}" for name, value in cfg.verilog_params().items()]
 
 
+def _verilator_args(cfg: Config, top: Top) -> list:
+    """Parameters, search path and top module: what both a build and a lint pass."""
+    dirs = [a for d in dict.fromkeys(p.parent for p in top.rtl) for a in ("-y", d)]
+    return [*verilator_param_args(cfg), *dirs, "--top-module", top.module, top.rtl[0].parent / f"{top.module}.sv"]
+
+
+def lint(cfg: Config) -> None:
+    """``verilator --lint-only -Wall`` on ``cfg``'s RTL, without building; raises
+    :class:`BuildError` with Verilator's messages."""
+    tool = find_verilator()
+    _run([tool.exe, "--lint-only", "-Wall", *_verilator_args(cfg, top_for(cfg))], env=tool.env())
+
+
 @functools.lru_cache(maxsize=None)
 def native_target() -> str:
     """What ``-march=native`` means on this host: g++'s resolved target options, or
@@ -233,9 +246,8 @@ def build_model(cfg: Config) -> Path:
 
     def make(tmp: Path) -> None:
         obj = tmp / "obj"
-        dirs = [a for d in dict.fromkeys(p.parent for p in top.rtl) for a in ("-y", d)]
-        _run([tool.exe, *VERILATOR_FLAGS, *verilator_param_args(cfg), *dirs, "--top-module", top.module,
-              "--prefix", f"V{top.module}", "-Mdir", obj, top.rtl[0].parent / f"{top.module}.sv"], env=tool.env())
+        _run([tool.exe, *VERILATOR_FLAGS, "--prefix", f"V{top.module}", "-Mdir", obj, *_verilator_args(cfg, top)],
+             env=tool.env())
         write_params_header(cfg, obj / "bw_params.h")
         inc = [f"-I{obj}", f"-I{CSRC_DIR}", f"-I{tool.include}", f"-I{tool.include / 'vltstd'}"]
         sources = sorted(obj.glob(f"V{top.module}*.cpp")) + [top.harness[0]]

@@ -193,6 +193,16 @@ def test_wrong_operands_are_refused_with_what_was_expected(mvu_sims):
             call()
 
 
+@pytest.mark.parametrize("cfg", [
+    MVU_PRESETS["small"],
+    MvuConfig(tiles=4, dpes=32, lanes=8, block=8),  # more than 64 outputs a pass: loops Verilator keeps
+    MvuConfig(tiles=1, dpes=3, lanes=96, block=4, max_k=96),  # 24 blocks a word, one tile engine
+    MvuConfig(tiles=6, dpes=1, lanes=2, block=1, mant_bits=2, exp_bits=2, acc_bits=8, max_m=1),
+], ids=MvuConfig.name)
+def test_rtl_is_lint_clean_beyond_the_simulated_configs(cfg, verilator):
+    build.lint(cfg)  # -Wall, every warning fatal
+
+
 def test_build_key_follows_the_mvu_config_alone(verilator):
     keys = {build.model_key(TINY)}
     for change in ({"tiles": 4}, {"dpes": 3}, {"lanes": 8}, {"mant_bits": 4}, {"block": 2}, {"acc_bits": 30},

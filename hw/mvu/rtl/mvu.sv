@@ -161,14 +161,16 @@ module mvu #(
     logic signed [ACC-1:0] acc[TILES*DPES];
     logic signed [ACC-1:0] a, total;
     int xa;
-    // the output buffer
+    // the output buffer, and the word its read port takes
     logic signed [ACC-1:0] y_mem[YDEPTH];
+    logic signed [ACC-1:0] y_rd[YW];
 
-    // The output buffer's read port (the host reads while idle).
+    // The output buffer's read port (the host reads while idle). One non-blocking write
+    // of the whole port: Verilator 5.006 refuses one per element in a loop it does not
+    // unroll (BLKLOOPINIT, above 64 outputs).
     if (!busy) begin
-      for (int o = 0; o < YW; o++) begin
-        y_acc[o] <= int'(y_addr) + o < YDEPTH ? y_mem[YI'(int'(y_addr)+o)] : '0;
-      end
+      for (int o = 0; o < YW; o++) y_rd[o] = int'(y_addr) + o < YDEPTH ? y_mem[YI'(int'(y_addr)+o)] : '0;
+      y_acc <= y_rd;
     end
     // Group add and write: output rg*DPES + d of the pass adds tile engine
     // kg*per + rg's accumulator d over the K-groups kg in order.
