@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from models.convert.shapes import add_input_shape_argument
 from serve.client_commands import DEFAULT_REPO, add_repo, add_target, client_for
 
 
@@ -37,6 +38,7 @@ def register(sub) -> None:
                    help="model file(s): .onnx, Caffe .prototxt + .caffemodel, TF .pb/SavedModel, torch .pt")
     p.add_argument("--name", help="model name (default: from the file name)")
     p.add_argument("--from", dest="framework", help="source framework (default: detected)")
+    add_input_shape_argument(p)
     p.add_argument("--backend", default="cpu",
                    help="cpu, gpu, fpga or null; comma-separated (cpu,fpga) serves the model on each, a request "
                         "going where it is predicted to finish first (default %(default)s)")
@@ -166,6 +168,7 @@ def cmd_deploy(args) -> int:
         with console.status("preparing model") as status:
             prepared = prepare(
                 args.model or None, name=args.name, backend=args.backend, framework=args.framework,
+                input_shapes=dict(args.input_shape),
                 precision=args.precision, instances=args.instances, slo_ms=args.slo_ms, threads=args.threads,
                 calibration=args.calibration, budget=args.budget,
                 backend_options=options, trial_load=not remote,

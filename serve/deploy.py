@@ -27,8 +27,8 @@ class Prepared:
     notes: tuple[str, ...]  # what the user should read (accuracy, conversions, formats)
 
 
-def load_source(sources: Sequence[Path] | None, framework: str | None,
-                progress: Callable[[str], None]) -> tuple[onnx.ModelProto, str, list[str]]:
+def load_source(sources: Sequence[Path] | None, framework: str | None, progress: Callable[[str], None],
+                input_shapes: dict | None = None) -> tuple[onnx.ModelProto, str, list[str]]:
     """(ONNX model, default name, notes) for model files, or the built-in digits model."""
     if not sources:
         from models.examples import digits
@@ -42,14 +42,14 @@ def load_source(sources: Sequence[Path] | None, framework: str | None,
 
     try:
         result = convert(list(sources) if len(sources) > 1 else sources[0], framework=framework,
-                         progress=progress)
+                         input_shapes=input_shapes or None, progress=progress)
     except ConversionError as exc:
         raise InvalidModel(str(exc)) from exc
     return result.model, default_name(sources), ["\n".join(result.summary.lines())]
 
 
 def prepare(sources: Sequence[Path] | None, *, name: str | None = None, backend: str = "cpu",
-            framework: str | None = None, precision: str = "fp32", instances: int = 1,
+            framework: str | None = None, input_shapes: dict | None = None, precision: str = "fp32", instances: int = 1,
             slo_ms: float | None = None, threads: int = 0, backend_options: dict[str, str] | None = None,
             calibration: str | None = None, budget: float | None = None,
             trial_load: bool = True, progress: Callable[[str], None] = lambda msg: None) -> Prepared:
@@ -65,7 +65,7 @@ def prepare(sources: Sequence[Path] | None, *, name: str | None = None, backend:
                           threads=threads, slo_ms=slo_ms, backend_options=backend_options,
                           calibration=calibration, budget=budget, trial_load=trial_load)
     devices = config.backends
-    model, _, notes = load_source(sources, framework, progress)
+    model, _, notes = load_source(sources, framework, progress, input_shapes)
     layer_formats: dict[str, str] = {}
     if precision != "fp32":
         from models.quantize import ActivationRule, load_calibration, quantize_model
