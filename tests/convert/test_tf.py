@@ -24,12 +24,6 @@ def test_missing_extra_names_it(monkeypatch, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tf():
-    pytest.importorskip("tf2onnx", reason="the [tf] extra (tf2onnx, tensorflow-cpu) is not installed")
-    return pytest.importorskip("tensorflow", reason="the [tf] extra (tf2onnx, tensorflow-cpu) is not installed")
-
-
-@pytest.fixture(scope="module")
 def mlp(tf):
     path = shared_model("tf_mnist_mlp", "frozen.pb")
     graph_def = tf.compat.v1.GraphDef()
