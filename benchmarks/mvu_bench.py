@@ -14,6 +14,11 @@ the device computes (and over the whole request, host-link transfers included). 
 host's own latency is onnxruntime's CPU session (default threads) on the same model in
 fp32, ``--requests`` runs after warm-up, measured in this run: p50, p99 and p99.9, and
 its p50 over each engine's modeled latency.
+
+``--rtl`` then runs one request of every model the small MVU takes with the Verilated
+unit in the loop (``fpga_sim=rtl``) and prints a second table: the RTL's cycle counters
+against the cycle model, its outputs against the golden engine's, and the host's wall
+time for that request.
 """
 from __future__ import annotations
 
@@ -97,11 +102,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=50, help="onnxruntime CPU runs per model")
     ap.add_argument("--hidden", default="256,512,1024,1536", help="LSTM/GRU hidden sizes")
+    ap.add_argument("--rtl", action="store_true", help="also run the small MVU's RTL on every model it takes")
     args = ap.parse_args()
     hidden = [int(h) for h in args.hidden.split(",")]
     print("| model | host CPU p50 / p99 / p99.9 (us) | engine | cycles | modeled latency (us) | "
           "MAC utilisation (computing / whole request) | CPU p50 / modeled |")
     print("|---|---|---|---|---|---|---|")
+    small = []  # what the small MVU takes, for --rtl
     for name, model, formats, feeds in models(hidden):
         cpu = 1e6 * cpu_latency(model, feeds, args.requests)
         p50, p99, p999 = np.percentile(cpu, [50, 99, 99.9])
@@ -111,11 +118,30 @@ def main() -> None:
             if isinstance(backend, str):
                 print(f"| {name} | {host} | {engine} | refused: {backend} | | | |", flush=True)
                 continue
+            if engine.startswith("MVU small"):
+                small.append((name, model, formats, feeds, backend))
             cost, cfg = backend.cost, backend.cfg
             modeled = 1e6 * cost.seconds(cfg)
             print(f"| {name} | {host} | {engine} | {cost.cycles} | {modeled:.1f} | "
                   f"{100 * cost.utilisation(cfg):.1f}% / {100 * cost.end_to_end_utilisation(cfg):.1f}% | "
                   f"{p50 / modeled:.1f}x |", flush=True)
+    if args.rtl:
+        rtl_table(small)
+
+
+def rtl_table(small: list) -> None:
+    """One request of each model on the small MVU's RTL: counters, outputs, wall time."""
+    print("\n| model (MVU small, RTL) | RTL counters | cycle model | outputs equal golden | host wall (s) |")
+    print("|---|---|---|---|---|")
+    for name, model, formats, feeds, golden in small:
+        rtl = device(model, formats, {**ENGINES["MVU small 2x8x16"], "fpga_sim": "rtl"})
+        t = time.perf_counter()
+        out = rtl.run(feeds)
+        wall = time.perf_counter() - t
+        same = all(np.array_equal(out[k], v) for k, v in golden.run(feeds).items())
+        print(f"| {name} | {rtl.engine.matrix_cycles} | {golden.cost.matmul_cycles} | {same} | {wall:.2f} |",
+              flush=True)
+        rtl.close()
 
 
 if __name__ == "__main__":
