@@ -131,7 +131,7 @@ def main() -> None:
 
 def rtl_table(small: list) -> None:
     """One request of each model on the small MVU's RTL: counters, outputs, wall time."""
-    print("\n| model (MVU small, RTL) | RTL counters | cycle model | outputs equal golden | host wall (s) |")
+    print("\n| model (MVU small, RTL) | RTL counters | cycle model | outputs equal golden | host wall (ms) |")
     print("|---|---|---|---|---|")
     for name, model, formats, feeds, golden in small:
         rtl = device(model, formats, {**ENGINES["MVU small 2x8x16"], "fpga_sim": "rtl"})
@@ -139,7 +139,7 @@ def rtl_table(small: list) -> None:
         out = rtl.run(feeds)
         wall = time.perf_counter() - t
         same = all(np.array_equal(out[k], v) for k, v in golden.run(feeds).items())
-        print(f"| {name} | {rtl.engine.matrix_cycles} | {golden.cost.matmul_cycles} | {same} | {wall:.2f} |",
+        print(f"| {name} | {rtl.engine.matrix_cycles} | {golden.cost.matmul_cycles} | {same} | {1e3 * wall:.1f} |",
               flush=True)
         rtl.close()
 
