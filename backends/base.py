@@ -36,7 +36,7 @@ class DeviceStats:
 
     cycles: int
     seconds: float  # modeled device time: cycles / clock
-    mac_utilisation: float  # useful MACs / (array MACs * cycles), 0..1
+    mac_utilisation: float  # useful MACs / (engine MACs * cycles the device computes), 0..1
 
 
 class Backend(ABC):

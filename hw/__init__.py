@@ -1,6 +1,7 @@
-"""The simulated FPGA's matrix unit: a block-floating-point systolic array.
+"""The simulated FPGA's matrix engines: a block-floating-point systolic array, and
+Brainwave's matrix-vector unit in :mod:`hw.mvu` (golden model, layout, cycle model, RTL).
 
-* :mod:`hw.config`  -- the one hardware configuration (:class:`~hw.config.HwConfig`)
+* :mod:`hw.config`  -- the one hardware configuration (:class:`~hw.config.HwConfig`, :class:`~hw.config.MvuConfig`)
 * :mod:`hw.golden`  -- the numpy golden model (the specification; the FPGA backend runs it)
 * :mod:`hw.cycles`  -- the cycle model
 * :mod:`hw.bfp`     -- encode/decode floats in the operand format

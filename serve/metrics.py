@@ -179,7 +179,7 @@ class Metrics:
         self.device_cycles = hist("bwserve_device_cycles", "Modeled device cycles per request (FPGA)",
                                   CYCLE_BUCKETS)
         self.mac_utilisation = hist("bwserve_mac_utilisation_ratio",
-                                    "Useful MACs / (array MACs x cycles) per request (FPGA)", RATIO_BUCKETS)
+                                    "Useful MACs / (matrix engine MACs x cycles the device computes) per request (FPGA)", RATIO_BUCKETS)
         self.requests = CounterFamily("bwserve_requests", "Inference requests by gRPC status code",
                                       (*MODEL_LABELS, "code"))
         self.rejections = CounterFamily("bwserve_rejections", "Requests shed, by reason and stage (door, "
