@@ -122,7 +122,8 @@ def _start(repo: Path, models: list[str], inputs: dict[str, np.ndarray], log: Pa
     port = launch.free_port()
     command = launch.bwserve(repo, models[0], port) + [a for m in models[1:] for a in ("--model", m)]
     if tree:
-        command = ["env", f"PYTHONPATH={tree}", sys.executable, "-P", "-m", "serve.cli"] + command[1:]
+        tree, *env = tree.split("#")
+        command = ["env", f"PYTHONPATH={tree}", *env, sys.executable, "-P", "-m", "serve.cli"] + command[1:]
     return launch.start(models[0], command, port, build_request(models[0], inputs), log)
 
 

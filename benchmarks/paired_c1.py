@@ -11,9 +11,11 @@ obvious server's in the same set; the median of those ratios, with a bootstrap
 95% interval, is the comparison. A second bwserve process and a second obvious
 process run beside them as A/A controls: how far two identical servers land
 from each other is the resolution of the method. Servers are started afresh
-each round (``serving.py --restart`` says why).
+each round (``serving.py --restart`` says why). ``--before TREE`` adds a fifth
+server, bwserve served from another checkout (a commit before a change), so that
+a change's cost at concurrency 1 is measured in the same blocks.
 
-    .venv/bin/python benchmarks/paired_c1.py [--rounds 4] [--blocks 50] [--block 20]
+    .venv/bin/python benchmarks/paired_c1.py [--rounds 4] [--blocks 50] [--block 20] [--before TREE]
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import argparse
 import asyncio
 import datetime
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +38,8 @@ from serve.repository import ModelRepository
 from serving import (check_outputs, deploy_models, describe_tree, model_path, random_inputs,
                      reference_outputs, server_command)
 
-SERVERS = ("obvious", "bwserve", "obvious-twin", "bwserve-twin")  # the first is every ratio's baseline
+SERVERS = ["obvious", "bwserve", "obvious-twin", "bwserve-twin"]  # the first is every ratio's baseline
+BEFORE = "bwserve-before"  # --before: bwserve from another checkout
 
 
 async def blocks(addresses: list[str], request, count: int, size: int, warmup: int) -> np.ndarray:
@@ -93,7 +97,10 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=50, help="sets of blocks per round (default %(default)s)")
     parser.add_argument("--block", type=int, default=20, help="requests per block (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=100, help="unmeasured requests per server per round")
+    parser.add_argument("--before", help="a bwserve checkout to serve as a fifth server, bwserve-before")
     args = parser.parse_args()
+    if args.before:
+        SERVERS.append(BEFORE)
 
     started = datetime.datetime.now().isoformat(timespec="minutes")
     loads = []
@@ -112,8 +119,12 @@ def main() -> None:
                 try:
                     for name in SERVERS:
                         port = launch.free_port()
-                        # serving.py's server_command knows bwserve's twin, not the obvious server's
-                        command = server_command("obvious" if name == "obvious-twin" else name, repo, model, port)
+                        # serving.py's server_command knows bwserve's twin, not the obvious server's or BEFORE
+                        kind = {"obvious-twin": "obvious", BEFORE: "bwserve"}.get(name, name)
+                        command = server_command(kind, repo, model, port)
+                        if name == BEFORE:  # that tree's code first on the path (python -P: not the cwd's)
+                            command = ["env", f"PYTHONPATH={args.before}", sys.executable, "-P", "-m",
+                                       "serve.cli"] + command[1:]
                         servers.append(launch.start(name, command, port, request, work / f"{name}-{model}.log"))
                         check_outputs(servers[-1].address, request, expected)
                     runs.append(asyncio.run(blocks([s.address for s in servers], request, args.blocks,

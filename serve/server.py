@@ -49,6 +49,9 @@ class ServerConfig:
     auth_token: str | None = None  # required for model management when set (serve/auth.py)
     tls: TlsFiles | None = None  # TLS on the gRPC port; with a CA, mutual TLS
     event_loop: str = "uvloop"  # or "asyncio", the standard library's (see loop_factory)
+    # Calls gRPC's core holds that Python has not taken yet (the event loop is behind);
+    # beyond it the core refuses new calls before any Python runs (see BwServer). None: no bound.
+    max_pending_rpcs: int | None = 64
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -111,6 +114,17 @@ class BwServer:
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
+        if config.max_pending_rpcs is not None:
+            # The front end's own queue: grpc.aio takes one call from the core per turn of
+            # the event loop, and when the loop falls behind, calls wait in the core where
+            # no deadline check of ours sees them. Bounded, the core sheds the excess
+            # itself, each for a few microseconds of C++ and no Python, and the client
+            # sees CANCELLED at once instead of DEADLINE_EXCEEDED later: fewer late
+            # requests and more goodput at 3x overload on a ~1 ms model (benchmarks/README.md,
+            # "Overload on a fast model"). A quarter of the bound is where the core starts
+            # shedding at random (its early detection), the bound where it sheds every call.
+            options += [("grpc.server.max_pending_requests", config.max_pending_rpcs // 4),
+                        ("grpc.server.max_pending_requests_hard_limit", config.max_pending_rpcs)]
         guard = management_guard(config.host, config.auth_token, bool(config.tls and config.tls.ca))
         self.server = grpc.aio.server(options=options, interceptors=[guard] if guard else None)
         self.service = InferenceService(self.registry, self.metrics, lambda: self._serving)
