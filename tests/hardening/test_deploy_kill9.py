@@ -94,8 +94,11 @@ def _never(temps: list[Path], size: int) -> bool:
 
 
 def _deploy_and_kill(root: Path, source: Path, when: Callable[[list[Path], int], bool],
-                     tmp: Path) -> tuple[list[Path], bool]:
+                     tmp: Path, slo_ms: float) -> tuple[list[Path], bool]:
     """Run `serve deploy` of ``source`` as model "m", SIGKILL it when ``when`` fires.
+
+    Each round deploys another ``slo_ms``: a deploy of a version already complete in the
+    repository (same model, same config) reuses it and writes nothing to kill.
 
     Returns the temp dirs left in the model's directory, and whether one of them is
     this deploy's own (the kill landed mid-write).
@@ -103,7 +106,8 @@ def _deploy_and_kill(root: Path, source: Path, when: Callable[[list[Path], int],
     model_dir = root / "m"
     before = {p.name for p in model_dir.iterdir()}
     command = [str(SERVE), "deploy", str(source), "--name", "m", "--repo", str(root),
-               "--server", f"unix:{tmp / 'nobody.sock'}", "--port", "0", "--metrics-port", "-1"]
+               "--server", f"unix:{tmp / 'nobody.sock'}", "--port", "0", "--metrics-port", "-1",
+               "--slo-ms", str(slo_ms)]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     size = source.stat().st_size
     try:
@@ -168,7 +172,7 @@ def test_kill_9_during_deploy_leaves_the_old_or_the_new_model(tmp_path: Path) ->
              *(_after(rng.uniform(0.0, 0.05)) for _ in range(3)), _never]
     mid_write = 0
     for round_, when in enumerate(kills):
-        left, own = _deploy_and_kill(root, new, when, tmp_path)
+        left, own = _deploy_and_kill(root, new, when, tmp_path, slo_ms=1000.0 + round_)
         # A killed write leaves its own temp dir at most: the next deploy removes a dead one's.
         assert len(left) <= int(own), f"round {round_}: stale temp dirs pile up: {left}"
         mid_write += own
