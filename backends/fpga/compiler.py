@@ -100,10 +100,23 @@ def _is_device_dtype(g: Graph, node) -> bool:
     return all(g.is_float(n) for n in names)
 
 
+def _reads(node) -> list[str]:
+    """Every tensor ``node`` reads: its inputs, and what its subgraphs (a Loop's or Scan's
+    body, an If's branches) take from the enclosing graph by name."""
+    names = list(node.input)
+    for attr in node.attribute:
+        for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
+            inner = {i.name for i in sub.input} | {t.name for t in sub.initializer}
+            for n in sub.node:
+                names += [i for i in _reads(n) if i and i not in inner]
+                inner |= set(n.output)
+    return names
+
+
 def _host_call(ctx: Ctx, nodes: list, parts: list, later: set[str]) -> isa.HostCall:
     g = ctx.g
     produced = {o for n in nodes for o in n.output if o}
-    needed = [i for n in nodes for i in n.input if i and i not in produced]
+    needed = [i for n in nodes for i in _reads(n) if i and i not in produced]
     srcs = tuple(dict.fromkeys(i for i in needed if i not in g.consts))
     inits = [onnx.numpy_helper.from_array(g.consts[i], i) for i in dict.fromkeys(needed) if i in g.consts]
     dsts = tuple(o for n in nodes for o in n.output if o in later)
@@ -125,7 +138,7 @@ def _lower_all(ctx: Ctx, strict: bool) -> list:
     def flush(at: int, later_nodes) -> None:
         nonlocal pending
         if pending:
-            later = {i for n in later_nodes for i in n.input} | set(g.outputs)
+            later = {i for n in later_nodes for i in _reads(n)} | set(g.outputs)
             ctx.body.insert(at, _host_call(ctx, pending, parts, later))
             pending = []
 

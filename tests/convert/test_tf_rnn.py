@@ -23,10 +23,9 @@ from ._util import run_onnx
 KERAS_IDS = [f"{kind}-{fmt}" for kind in zoo.LAYERS for fmt in zoo.FORMATS]
 FPGA_OPTIONS = ["--option", "array=16x16"]
 # tf2onnx turns these into ONNX Loop (Keras 3 GRU, SimpleRNN, masked LSTM) or Scan (TF1
-# cells), which run on the host under fpga; their bodies read tensors of the outer graph.
+# cells), which run on the host under fpga; their bodies read tensors of the outer graph,
+# which the host partition must take as inputs.
 LOOPS = {"gru", "gru_reset_before", "simple_rnn", "stacked", "sequences", "masked", "tf1_gru_cell", "tf1_lstm_cell"}
-HOST_LOOP_BUG = ("backends/fpga/compiler.py _host_call builds a host partition from node.input alone, "
-                 "so a Loop/Scan body's outer-scope tensors are missing from it and onnxruntime refuses it")
 
 
 def _served():
@@ -34,9 +33,7 @@ def _served():
     and the legacy ones, on each backend."""
     for name in [f"{kind}-frozen_unranked" for kind in zoo.LAYERS] + list(zoo.LEGACY):
         yield pytest.param(name, "cpu", id=f"{name}-cpu")
-        bug = name.split("-")[0] in LOOPS
-        yield pytest.param(name, "fpga", id=f"{name}-fpga",
-                           marks=[pytest.mark.xfail(strict=True, reason=HOST_LOOP_BUG)] if bug else [])
+        yield pytest.param(name, "fpga", id=f"{name}-fpga")
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +124,7 @@ def test_served_over_grpc_matches_tensorflow(cases, server, name, backend):
     host = _host_ops(server, model)
     print(f"{name}: fpga {err:.1e} relative; on the host: {host}")
     assert not {"LSTM", "GRU"} & set(host), "tf2onnx's recurrent nodes are lowered to the device"
+    assert bool({"Loop", "Scan"} & set(host)) == (name.split("-")[0] in LOOPS)
 
 
 # -- errors: one sentence that names what was wrong and the flag to pass ------------------

@@ -7,11 +7,13 @@ are fp32 like onnxruntime's.
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 from onnx import helper
 
 from backends.base import ModelLoadFailed
 from backends.fpga import isa
+from models.convert.onnx_io import finalize
 from tests.fpga.conftest import fpga, make_model, ort_run
 
 
@@ -188,3 +190,24 @@ def test_narrow_layers_compute_exactly_the_quantisers_fpga_model(precision, rng)
     got = backend.run({"x": x})["y"]
     np.testing.assert_allclose(got, want, rtol=2e-7, atol=1e-7 * float(np.abs(want).max()))
     assert not np.allclose(got, x @ w_q, rtol=1e-5)  # the activations really were quantised
+
+
+def test_a_host_partition_takes_what_its_subgraphs_read_from_the_outer_graph(rng):
+    """An If's branches read ``h`` by name, not as a node input: the host partition must
+    still take ``h`` from the device (a Loop's or Scan's body reads the same way)."""
+    out = lambda: [helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [1, 4])]  # noqa: E731
+    then = helper.make_graph([helper.make_node("Identity", ["h"], ["b"])], "then", [], out())
+    other = helper.make_graph([helper.make_node("Neg", ["h"], ["b"])], "else", [], out())
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]),
+             helper.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other)]
+    vi = helper.make_tensor_value_info
+    graph = helper.make_graph(nodes, "t", [vi("x", onnx.TensorProto.FLOAT, [1, 3]), vi("c", onnx.TensorProto.BOOL, [])],
+                              [vi("y", onnx.TensorProto.FLOAT, [1, 4])],
+                              [onnx.numpy_helper.from_array(rng.standard_normal((3, 4)).astype(np.float32), "w")])
+    model = finalize(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]))
+    backend = fpga(model)
+    (call,) = ops(backend, isa.HostCall)
+    assert "h" in call.srcs
+    for c in (True, False):
+        feeds = {"x": rng.standard_normal((1, 3)).astype(np.float32), "c": np.array(c)}
+        np.testing.assert_allclose(backend.run(feeds)["y"], ort_run(model, feeds)[0], rtol=1e-3, atol=1e-3)
