@@ -190,3 +190,21 @@ def test_several_instances_run_on_their_workers_in_parallel() -> None:
         scheduler.close()
     ran = [t for b in backends for t in b.threads]
     assert len(ran) == 4 and loop_thread not in ran
+
+
+def test_nothing_runs_inline_while_the_device_is_under_load() -> None:
+    backend = ThreadRecorder()
+    scheduler = _scheduler(backend, INLINE_MAX_S / 3)
+    device = scheduler.devices[0]
+
+    async def main():
+        device.loaded_until = time.monotonic() + 3600  # as a run with others queued behind it sets
+        await scheduler.run({"x": np.zeros(2)})
+        device.loaded_until = 0.0  # the load has passed
+        await scheduler.run({"x": np.zeros(2)})
+        return threading.get_ident()
+
+    loop_thread = _run(main())
+    scheduler.close()
+    assert backend.threads[0] != loop_thread  # a worker ran it
+    assert backend.threads[1] == loop_thread  # inline again
