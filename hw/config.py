@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 __all__ = ["BfpArith", "HwConfig", "DEFAULT", "PRESETS", "preset",
-           "MvuConfig", "MVU_DEFAULT", "MVU_PRESETS", "mvu_preset"]
+           "MvuConfig", "MVU_DEFAULT", "MVU_PRESETS", "mvu_preset", "LinkConfig", "DEVICE_LINK"]
 
 # Limits of what the RTL and the golden model support. acc_bits stops at 63 so that
 # the golden model's int64 arithmetic (a sum of two accumulators) cannot overflow.
@@ -280,6 +280,34 @@ class MvuConfig(BfpArith):
         return (f"mvu{self.tiles}x{self.dpes}x{self.lanes}-m{self.mant_bits}e{self.exp_bits}"
                 f"b{self.block}a{self.acc_bits}")
 
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """The network between devices that hold one model together (a Brainwave hardware
+    microservice): each device sends over its own port, a transfer costing ``latency_s``
+    a hop plus its bytes at ``bytes_per_s``.
+
+    The figures are Catapult v2's (Caulfield et al., "A Cloud-Scale Acceleration
+    Architecture", MICRO 2016), the boards Brainwave ran on: each FPGA sits between its
+    server's NIC and the datacenter's 40 Gb/s Ethernet and talks to other FPGAs over the
+    Lightweight Transport Layer, measured at 2.88 us round trip between FPGAs under one
+    top-of-rack switch (7.7 us through the next tier, 18.7 us through the one above): a
+    hop is taken as half that round trip, at the 40 Gb/s line rate.
+    """
+
+    bytes_per_s: float = 40e9 / 8
+    latency_s: float = 2.88e-6 / 2  # one hop: the devices share a top-of-rack switch
+
+    def __post_init__(self) -> None:
+        if not self.bytes_per_s > 0 or not self.latency_s >= 0:
+            raise ValueError(f"LinkConfig needs bytes_per_s > 0 and latency_s >= 0, got {self}")
+
+    def seconds(self, nbytes: int) -> float:
+        """One transfer of ``nbytes`` from one device to another."""
+        return self.latency_s + nbytes / self.bytes_per_s
+
+
+DEVICE_LINK = LinkConfig()
 
 DEFAULT = HwConfig()
 

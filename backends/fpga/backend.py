@@ -8,7 +8,9 @@ latency and MAC utilisation.
 The matrix engine is the systolic array or the matrix-vector unit (fpga option
 ``engine``); with ``engine=auto`` (the default) the model is pinned for both and
 served on the one whose modeled latency is lower (``self.engine_name`` says which,
-and ``self.candidates`` both figures).
+and ``self.candidates`` both figures). The MVU's matrices may be pinned over several
+devices (option ``devices``): ``self.assignment`` says which device holds what, and
+``self.cost`` has each device's cycles and the links'.
 """
 from __future__ import annotations
 
@@ -24,12 +26,17 @@ from hw.config import MvuConfig
 from backends.base import Backend, BackendUnavailable, DeviceStats, ModelLoadFailed
 from backends.fpga import isa, matunit, mvu
 from backends.fpga.compiler import compile_for
-from backends.fpga.cycles import program_cost
+from backends.fpga.cycles import ProgramCost, program_cost
 from backends.fpga.options import parse_options
 from backends.fpga.runtime import Runtime
 
 
 log = logging.getLogger("bwserve.fpga")
+
+
+def _cost(program: isa.Program, cfg) -> ProgramCost:
+    a = program.assignment
+    return program_cost(cfg, program.body) if a is None else program_cost(cfg, program.body, a.placement, a.devices)
 
 
 class FpgaBackend(Backend):
@@ -53,8 +60,7 @@ class FpgaBackend(Backend):
             raise
         except Exception as exc:  # a compiler bug or a malformed model: still a load failure
             raise ModelLoadFailed(f"fpga compiler: {type(exc).__name__}: {exc}") from exc
-        fits = {name: (*c, program_cost(c[1], c[0].body)) for name, c in compiled.items()
-                if not isinstance(c, ModelLoadFailed)}
+        fits = {name: (*c, _cost(*c)) for name, c in compiled.items() if not isinstance(c, ModelLoadFailed)}
         if not fits:
             raise ModelLoadFailed("; ".join(f"{name}: {why}" for name, why in compiled.items()))
         self.candidates = {name: cost for name, (_, _, cost) in fits.items()}
@@ -64,6 +70,10 @@ class FpgaBackend(Backend):
                                  for name in compiled)
         log.info("%s: %s %s, %d cycles a request (%s)", self.config.name, self.engine_name, self.cfg.name(),
                  self.cost.cycles, alternatives)
+        self.assignment = self.program.assignment
+        if self.assignment is not None and self.assignment.devices > 1:
+            log.info("%s: pinned over %d devices, %s; %d cycles on the links between them", self.config.name,
+                     self.assignment.devices, self.assignment.describe(), self.cost.link_cycles)
         self.engine = self._engine(opts.sim)
         self.runtime = Runtime(self.program, self.cfg, self.engine)
         self._stats = DeviceStats(self.cost.cycles, self.cost.seconds(self.cfg), self.cost.utilisation(self.cfg))
@@ -78,6 +88,9 @@ class FpgaBackend(Backend):
                 raise ModelLoadFailed("fpga_sim=tile runs the systolic array's tiles one by one; "
                                       "the matrix-vector unit has golden and rtl")
             return matunit.tile_by_tile
+        if self.assignment is not None and len(set(self.assignment.homes)) > 1:
+            raise ModelLoadFailed(f"fpga_sim=rtl simulates one device; this model's weights are pinned over "
+                                  f"{len(set(self.assignment.homes))} (fpga_sim=golden runs them)")
         try:
             if is_mvu:
                 pinned = [p.tiles for p in self.program.prologue if isinstance(p, isa.PinWeights)]

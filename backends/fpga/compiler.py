@@ -8,8 +8,9 @@ and outputs cross the host link. With ``strict`` the first one is an error inste
 
 Lowering knows no engine. Weights are pinned after it, once their total size is known,
 for each matrix engine asked for: the systolic array's tiles (``HwConfig.weight_mem_bytes``)
-or the matrix-vector unit's words (``MvuConfig.mem_words`` per tile engine). A model
-that does not fit is refused with both sizes.
+or the matrix-vector unit's words (``MvuConfig.mem_words`` per tile engine), whose
+matrices may be pinned over several devices (module ``partition``, fpga option ``devices``).
+A model that does not fit is refused with both sizes.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from backends.fpga import isa
 from backends.fpga.graph import Graph, load_graph
 from backends.fpga.operands import encode_mvu_weights, encode_weights, tile_bytes, tile_count
 from backends.fpga.options import FpgaOptions, hw_config, layer_format, mvu_config
+from backends.fpga.partition import Assignment, assign
 from hw.config import HwConfig, MvuConfig
 
 
@@ -125,7 +127,7 @@ def _host_call(ctx: Ctx, nodes: list, parts: list, later: set[str]) -> isa.HostC
     model = helper.make_model(graph, opset_imports=list(g.model.opset_import), ir_version=g.model.ir_version)
     nbytes = lambda names: sum(4 * int(np.prod(g.shapes.get(n, (1,)))) for n in names)  # noqa: E731
     parts.append(model)
-    return isa.HostCall(len(parts) - 1, srcs, dsts, nbytes(srcs), nbytes(dsts))
+    return isa.HostCall(len(parts) - 1, srcs, dsts, nbytes(srcs), tuple(nbytes([d]) for d in dsts))
 
 
 def _lower_all(ctx: Ctx, strict: bool) -> list:
@@ -170,9 +172,10 @@ def _lower_all(ctx: Ctx, strict: bool) -> list:
     return parts
 
 
-def _pin(ctx: Ctx, cfg: HwConfig | MvuConfig) -> list:
+def _pin(ctx: Ctx, cfg: HwConfig | MvuConfig, devices: int | None) -> tuple[list, Assignment | None]:
+    """The prologue that pins every weight and constant, and (MVU) which device holds what."""
     if isinstance(cfg, MvuConfig):
-        return _pin_mvu(ctx, cfg)
+        return _pin_mvu(ctx, cfg, devices)
     tiles = sum(tile_count(cfg, *w.shape) for w, _ in ctx.weights.values())
     need = tile_bytes(cfg, tiles)
     if need > cfg.weight_mem_bytes:
@@ -182,11 +185,12 @@ def _pin(ctx: Ctx, cfg: HwConfig | MvuConfig) -> list:
             f"{cfg.weight_mem_bytes} bytes (fpga option weight_mem)")
     pins = [isa.PinWeights(slot, encode_weights(cfg, layer_format(fmt), w), fmt)
             for slot, (w, fmt) in ctx.weights.items()]
-    return pins + list(ctx.consts_pinned.values())
+    return pins + list(ctx.consts_pinned.values()), None
 
 
-def _pin_mvu(ctx: Ctx, cfg: MvuConfig) -> list:
-    """Pin every weight matrix in the MVU's tile engines' memories, or refuse the model."""
+def _pin_mvu(ctx: Ctx, cfg: MvuConfig, devices: int | None) -> tuple[list, Assignment]:
+    """Pin every weight matrix in the tile engines' memories of ``devices`` MVUs
+    (module ``partition``), or refuse the model."""
     for ins in ctx.body:
         if isinstance(ins, isa.MatMul) and (ins.k > cfg.max_k or ins.n > cfg.max_m):
             raise ModelLoadFailed(
@@ -194,16 +198,7 @@ def _pin_mvu(ctx: Ctx, cfg: MvuConfig) -> list:
                 f"(K up to {cfg.max_k} inputs, N up to {cfg.max_m} outputs)")
     pins = [isa.PinWeights(slot, encode_mvu_weights(cfg, layer_format(fmt), w), fmt)
             for slot, (w, fmt) in ctx.weights.items()]
-    words = sum(p.tiles.words for p in pins)
-    if words > cfg.mem_words:
-        word_bits = cfg.dpes * cfg.lanes * cfg.weight_bits
-        need = int(np.ceil(words * cfg.tiles * word_bits / 8))
-        raise ModelLoadFailed(
-            f"the model's weights need {need} bytes of on-chip weight memory ({words} words of "
-            f"{cfg.dpes}x{cfg.lanes} weights in each of {cfg.tiles} tile engines at {cfg.weight_bits:g} bits "
-            f"per weight), but the matrix-vector unit has {cfg.weight_mem_bytes} bytes ({cfg.mem_words} words "
-            f"per tile engine; fpga option weight_mem)")
-    return pins + list(ctx.consts_pinned.values())
+    return pins + list(ctx.consts_pinned.values()), assign(cfg, ctx.body, pins, devices)
 
 
 def compile_for(model: onnx.ModelProto, layer_formats: dict[str, str], opts: FpgaOptions,
@@ -222,12 +217,12 @@ def compile_for(model: onnx.ModelProto, layer_formats: dict[str, str], opts: Fpg
     for engine in engines:
         try:
             cfg = configs[engine](opts, formats)
-            prologue = _pin(ctx, cfg)
+            prologue, assignment = _pin(ctx, cfg, opts.devices)
         except ModelLoadFailed as exc:
             out[engine] = exc
             continue
         out[engine] = (isa.Program(prologue, ctx.body, parts, {n: n for n in g.inputs},
-                                   {n: n for n in g.outputs}), cfg)
+                                   {n: n for n in g.outputs}, assignment), cfg)
     return out
 
 

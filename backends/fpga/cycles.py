@@ -3,7 +3,7 @@
 Static: at batch 1 every shape is known at compile time, so a program's cycles are
 computed once at load and reported with each request.
 
-Three units work at once: the matrix engine (the systolic array or the MVU), the
+Three units work at once on a device: the matrix engine (the systolic array or the MVU), the
 vector unit, and the host link. One thread of instructions issues in order; an
 instruction starts when the one before it has started, its unit has room, and its
 operands are there (a scoreboard). Element-wise vector instructions (``Unary``,
@@ -29,18 +29,26 @@ its stages' depth, not another pass over the vector.
   transfer plus bytes at ``LINK_BYTES_PER_S`` (PCIe gen3 x8-like), in device cycles.
   Host compute time is not device time and is not counted.
 
+A model pinned over several devices (``backends.fpga.partition``) gives each
+instruction a device; each device has the three units above. The first time an
+instruction reads a register that another device produced, the register crosses the
+network (``hw.config.LinkConfig``): a transfer on the producer's port once the whole
+register is there, ``ceil(bytes / bandwidth)`` busy cycles plus a hop's latency, in
+issue order; the copy then stays. Constants are pinned on every device.
+
 The constants below are model assumptions not (yet) in the hardware config; each is
 written only here.
 """
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
 from hw import cycles as hw_cycles
-from hw.config import HwConfig, MvuConfig
+from hw.config import DEVICE_LINK, HwConfig, LinkConfig, MvuConfig
 from hw.mvu import cycles as mvu_cycles
 
 from backends.fpga import isa
@@ -61,7 +69,7 @@ class Cost:
 
 @dataclass(frozen=True)
 class Timing:
-    unit: str  # "matrix" | "vector" | "link" | "" (free: addressing only)
+    unit: str  # "matrix" | "vector" | "host" (the host link) | "" (free: addressing only)
     busy: int  # cycles the unit is taken
     latency: int = 0  # from the unit's last busy cycle to the last result
     first: int | None = None  # cycles from the start to the first results (None: with the last)
@@ -138,9 +146,9 @@ def timing(cfg: Config, ins: isa.Instruction) -> Timing:
     if isinstance(ins, isa.Move):
         return Timing("", 0) if ins.perm is None else vec(int(np.prod(ins.shape)))
     if isinstance(ins, (isa.Recv, isa.Send)):
-        return Timing("link", link_cycles(cfg, 4 * int(np.prod(ins.shape))))
+        return Timing("host", link_cycles(cfg, 4 * int(np.prod(ins.shape))))
     if isinstance(ins, isa.HostCall):
-        return Timing("link", link_cycles(cfg, ins.in_bytes) + link_cycles(cfg, ins.out_bytes))
+        return Timing("host", link_cycles(cfg, ins.in_bytes) + link_cycles(cfg, ins.out_bytes))
     raise TypeError(f"no cost for {type(ins).__name__}")
 
 
@@ -152,26 +160,29 @@ def cost(cfg: Config, ins: isa.Instruction) -> Cost:
 
 @dataclass(frozen=True)
 class ProgramCost:
-    cycles: int  # the whole request on the device, host-link transfers included
+    cycles: int  # the whole request, on every device, host-link and device-link transfers included
     macs: int
-    matmul_cycles: int  # the matrix engine's share, comparable with the RTL's counters
-    compute_cycles: int  # cycles in which the matrix engine or the vector unit has work in flight
+    matmul_cycles: int  # the matrix engines' share, comparable with the RTL's counters
+    compute_cycles: int  # cycles in which some device's matrix engine or vector unit has work in flight
+    devices: int = 1  # devices the model is pinned over (idle ones included)
+    device_cycles: tuple[int, ...] = ()  # each device's computing cycles, as compute_cycles
+    link_cycles: int = 0  # cycles in which some transfer between devices is in flight
 
     def seconds(self, cfg: Config) -> float:
         return self.cycles / cfg.clock_hz
 
     def utilisation(self, cfg: Config) -> float:
-        """Useful MACs over what the engine could have done while the device computed
-        (cycles in which only the host link works, such as a request's input arriving
-        and its outputs leaving, are the link's time, not the engine's)."""
-        return self.macs / (cfg.macs * self.compute_cycles) if self.compute_cycles else 0.0
+        """Useful MACs over what the engines of all the devices could have done while
+        they computed (cycles in which only a link works, such as a request's input
+        arriving and its outputs leaving, are the link's time, not the engines')."""
+        return self.macs / (self.devices * cfg.macs * self.compute_cycles) if self.compute_cycles else 0.0
 
     def end_to_end_utilisation(self, cfg: Config) -> float:
         """The same over the whole request, host-link transfers included."""
-        return self.macs / (cfg.macs * self.cycles) if self.cycles else 0.0
+        return self.macs / (self.devices * cfg.macs * self.cycles) if self.cycles else 0.0
 
 
-def _reads(ins) -> tuple[str, ...]:
+def reads(ins) -> tuple[str, ...]:
     if isinstance(ins, isa.MatMul):
         return (ins.src,) + ((ins.wsrc,) if ins.wsrc else ())
     if isinstance(ins, isa.Binary):
@@ -183,7 +194,7 @@ def _reads(ins) -> tuple[str, ...]:
     return (ins.src,)
 
 
-def _writes(ins) -> tuple[str, ...]:
+def writes(ins) -> tuple[str, ...]:
     if isinstance(ins, isa.HostCall):
         return tuple(ins.dsts)
     if isinstance(ins, isa.Send):
@@ -191,39 +202,100 @@ def _writes(ins) -> tuple[str, ...]:
     return (ins.dst,)
 
 
-def program_cost(cfg: Config, body: list) -> ProgramCost:
-    """Schedule ``body`` on the three units (module doc) and total its cycles."""
-    first: dict[str, int] = {}  # register -> cycle its first elements are there
-    last: dict[str, int] = {}  # register -> cycle all of it is there
-    free = {"matrix": 0, "vector": 0, "link": 0}
-    issue = end = macs = mm = 0
-    spans: list[tuple[int, int]] = []  # (start, finish) of every computing instruction
-    for ins in body:
-        t = timing(cfg, ins)
-        srcs = _reads(ins)
+def _written_bytes(ins) -> tuple[int, ...]:
+    """The size of each register ``ins`` writes (fp32), in ``writes``' order."""
+    if isinstance(ins, isa.HostCall):
+        return ins.dst_bytes
+    if isinstance(ins, isa.Send):
+        return ()
+    if isinstance(ins, isa.MatMul):
+        n = ins.groups * ins.t * ins.n
+    elif isinstance(ins, isa.Im2Col):
+        n = ins.geom.groups * ins.geom.vectors * ins.geom.patch
+    elif isinstance(ins, isa.Pool):
+        n = ins.geom.in_shape[0] * ins.geom.in_shape[1] * int(np.prod(ins.geom.out_spatial))
+    elif isinstance(ins, (isa.Recv, isa.Softmax, isa.Move)):
+        n = int(np.prod(ins.shape))
+    else:
+        n = ins.size
+    return (4 * n,)
+
+
+class _Schedule:
+    """The scoreboard of ``program_cost``: when each register is on each device, when
+    each unit is free. Each device has its own matrix engine, vector unit and host link;
+    each sends to the others over its own network port (``LinkConfig``)."""
+
+    def __init__(self, cfg: Config, link: LinkConfig):
+        self.cfg, self.link = cfg, link
+        self.first: dict[tuple[str, int], int] = {}  # (register, device) -> cycle its first elements are there
+        self.last: dict[tuple[str, int], int] = {}  # (register, device) -> cycle all of it is there
+        self.home: dict[str, tuple[int, int]] = {}  # register -> (device that produced it, bytes)
+        self.free: dict[tuple[str, int], int] = defaultdict(int)  # (unit, device) -> cycle it is free
+        self.issue = self.end = self.macs = self.mm = 0
+        self.spans: dict[int, list[tuple[int, int]]] = defaultdict(list)  # device -> its computing instructions
+        self.hops: list[tuple[int, int]] = []  # (start, finish) of every transfer between devices
+
+    def fetch(self, reg: str, dev: int) -> None:
+        """Bring ``reg`` to ``dev`` if another device produced it: one transfer, once it is
+        whole, over the producer's port (a constant is pinned on every device)."""
+        if reg not in self.home or (reg, dev) in self.last:
+            return
+        src, nbytes = self.home[reg]
+        port = ("link", src)
+        busy = math.ceil(nbytes / self.link.bytes_per_s * self.cfg.clock_hz)
+        start = max(self.issue, self.free[port], self.last[(reg, src)])
+        self.free[port] = start + busy
+        self.issue = start
+        done = start + busy + math.ceil(self.link.latency_s * self.cfg.clock_hz)
+        self.first[(reg, dev)] = self.last[(reg, dev)] = done
+        self.hops.append((start, done))
+        self.end = max(self.end, done)
+
+    def _land(self, ins, dev: int, head: int, finish: int) -> None:
+        for d, nbytes in zip(writes(ins), _written_bytes(ins)):
+            self.first[(d, dev)], self.last[(d, dev)] = head, finish
+            self.home[d] = (dev, nbytes)
+
+    def add(self, ins, dev: int) -> None:
+        t = timing(self.cfg, ins)
+        srcs = reads(ins)
+        for s in srcs:
+            self.fetch(s, dev)
         if not t.unit:  # addressing only: the result is its source, there when the source is
-            for d in _writes(ins):
-                first[d], last[d] = first.get(srcs[0], 0), last.get(srcs[0], 0)
-            continue
+            if srcs[0] in self.home:
+                self._land(ins, dev, self.first[(srcs[0], dev)], self.last[(srcs[0], dev)])
+            return
         chains = isinstance(ins, _ELEMENTWISE)
-        ready = max([(first if chains else last).get(s, 0) for s in srcs], default=0)
-        start = max(issue, free[t.unit], ready)
+        ready = max([(self.first if chains else self.last).get((s, dev), 0) for s in srcs], default=0)
+        unit = (t.unit, dev)
+        start = max(self.issue, self.free[unit], ready)
         done = start + t.busy
         if chains:  # stream behind the producers: done no earlier than their last elements
-            done = max(done, max([last.get(s, 0) for s in srcs], default=0))
-        free[t.unit] = start + t.busy
+            done = max(done, max([self.last.get((s, dev), 0) for s in srcs], default=0))
+        self.free[unit] = start + t.busy
         finish = done + t.latency
         head = start + t.latency if chains else start + (t.busy if t.first is None else t.first) + t.latency
-        for d in _writes(ins):
-            first[d], last[d] = min(head, finish), finish
-        issue = start
-        end = max(end, finish)
-        macs += t.macs
+        self._land(ins, dev, min(head, finish), finish)
+        self.issue = start
+        self.end = max(self.end, finish)
+        self.macs += t.macs
         if isinstance(ins, isa.MatMul):
-            mm += matmul_cycles(cfg, ins)
-        if t.unit != "link":
-            spans.append((start, finish))
-    return ProgramCost(end, macs, mm, _covered(spans))
+            self.mm += matmul_cycles(self.cfg, ins)
+        if t.unit != "host":
+            self.spans[dev].append((start, finish))
+
+
+def program_cost(cfg: Config, body: list, placement: tuple[int, ...] = (), devices: int = 1,
+                 link: LinkConfig = DEVICE_LINK) -> ProgramCost:
+    """Schedule ``body`` on the units (module doc) and total its cycles; ``placement``
+    gives each instruction's device (none: all on one) out of ``devices``."""
+    s = _Schedule(cfg, link)
+    for ins, dev in zip(body, placement or [0] * len(body)):
+        s.add(ins, dev)
+    every = [span for spans in s.spans.values() for span in spans]
+    return ProgramCost(s.end, s.macs, s.mm, _covered(every), devices,
+                       tuple(_covered(s.spans[d]) for d in range(devices)), _covered(s.hops))
 
 
 def _covered(spans: list[tuple[int, int]]) -> int:

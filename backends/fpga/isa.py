@@ -273,7 +273,11 @@ class HostCall:
     srcs: tuple[str, ...]
     dsts: tuple[str, ...]
     in_bytes: int
-    out_bytes: int
+    dst_bytes: tuple[int, ...]  # each output's size (what it costs to move between devices)
+
+    @property
+    def out_bytes(self) -> int:
+        return sum(self.dst_bytes)
 
 
 Instruction = Union[Recv, Send, MatMul, Im2Col, Unary, Binary, Softmax, Pool, Move, Slice, Concat, HostCall]
@@ -288,6 +292,9 @@ class Program:
     host_parts: list[Any]  # onnx.ModelProto per HostCall.part
     inputs: dict[str, str]  # request input name -> register
     outputs: dict[str, str]  # request output name -> register
+    # Over several devices: which device holds each matrix and runs each instruction
+    # (``backends.fpga.partition.Assignment``); None: one device runs it all.
+    assignment: Any = None
 
     def listing(self) -> str:
         """A readable dump, one instruction per line (for debugging and the docs)."""

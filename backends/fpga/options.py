@@ -12,7 +12,10 @@ Options (``ModelConfig.backend_options``, strings; ``serve deploy --option k=v``
 ``fpga_sim=golden``  matrix tiles on the numpy golden model (default) or ``rtl`` (Verilator)
 ``strict=0|1``       1: refuse a model with any op the device does not run
 ``weight_mem=N``     on-chip weight memory in bytes (suffixes KiB, MiB accepted); the MVU's
-                     is shared equally by its tile engines
+                     is shared equally by its tile engines; with ``devices``, each device's
+``devices=1``        MVUs the model is pinned over (``backends.fpga.partition``), each with
+                     the weight memory above, or ``auto``: the fewest that hold it. More
+                     than one (or auto) chooses the MVU
 ``mant_bits=N``      override the array's mantissa width chosen from the formats
 ``activations=layer_formats``  (set by ``models.quantize``) each product's input is
                      quantised in its weight's format: the only rule the device has
@@ -39,7 +42,7 @@ from models.quantize.report import ACTIVATIONS_LIKE_WEIGHTS, ACTIVATIONS_OPTION
 WIDEST = preset("ref16")
 _SIZE = re.compile(r"^\s*(\d+)\s*(KiB|MiB|GiB|k|K|M)?\s*$")
 _UNITS = {None: 1, "k": 1024, "K": 1024, "KiB": 1024, "M": 2**20, "MiB": 2**20, "GiB": 2**30}
-KNOWN = ("engine", "array", "mvu", "fpga_sim", "strict", "weight_mem", "mant_bits", ACTIVATIONS_OPTION)
+KNOWN = ("engine", "array", "mvu", "fpga_sim", "strict", "weight_mem", "mant_bits", "devices", ACTIVATIONS_OPTION)
 ENGINES = ("auto", "systolic", "mvu")
 
 
@@ -53,6 +56,7 @@ class FpgaOptions:
     strict: bool
     weight_mem: int | None
     mant_bits: int | None
+    devices: int | None = 1  # None: the fewest that hold the model
 
 
 def parse_options(options: dict[str, str]) -> FpgaOptions:
@@ -64,11 +68,16 @@ def parse_options(options: dict[str, str]) -> FpgaOptions:
     if rule != ACTIVATIONS_LIKE_WEIGHTS:
         raise ModelLoadFailed(f"fpga option {ACTIVATIONS_OPTION}={rule!r}: the device quantises each product's "
                               f"input like its weights ({ACTIVATIONS_LIKE_WEIGHTS!r}) and knows no other rule")
-    # Sizing one engine and not the other chooses it; engine= says so outright.
+    devices = _devices(options.get("devices", "1"))
+    # Sizing one engine and not the other chooses it, as does more than one device (only
+    # the MVU is pinned over several); engine= says so outright.
     implied = "auto" if ("array" in options) == ("mvu" in options) else "systolic" if "array" in options else "mvu"
-    engine = options.get("engine", implied).strip().lower()
+    engine = options.get("engine", "mvu" if devices != 1 and "array" not in options else implied).strip().lower()
     if engine not in ENGINES:
         raise ModelLoadFailed(f"fpga option engine={options['engine']!r}: expected one of {', '.join(ENGINES)}")
+    if devices != 1 and engine != "mvu":
+        raise ModelLoadFailed(f"fpga option devices={options['devices']!r}: only the matrix-vector unit's "
+                              f"weights are pinned over several devices (engine=mvu); the systolic array is one")
     mvu = _mvu_shape(options.get("mvu", "small"))
     rows, cols = DEFAULT.rows, DEFAULT.cols
     if "array" in options:
@@ -87,7 +96,16 @@ def parse_options(options: dict[str, str]) -> FpgaOptions:
             raise ModelLoadFailed(f"fpga option weight_mem={options['weight_mem']!r}: expected bytes, e.g. 8MiB")
         mem = int(m[1]) * _UNITS[m[2]]
     mant = int(options["mant_bits"]) if "mant_bits" in options else None
-    return FpgaOptions(engine, rows, cols, mvu, sim, strict, mem, mant)
+    return FpgaOptions(engine, rows, cols, mvu, sim, strict, mem, mant, devices)
+
+
+def _devices(text: str) -> int | None:
+    """``devices=K`` (K >= 1) or ``auto`` (None)."""
+    if text.strip().lower() == "auto":
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ModelLoadFailed(f"fpga option devices={text!r}: expected a number of devices (1 or more) or auto")
+    return int(text)
 
 
 def _mvu_shape(text: str) -> MvuConfig:
