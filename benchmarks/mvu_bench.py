@@ -91,9 +91,10 @@ def device(model, formats, options) -> FpgaBackend | str:
     try:
         backend.load_model(model)
     except ModelLoadFailed as exc:
-        sizes = re.search(r"need (\d+) bytes .* has (\d+) bytes", str(exc))
+        sizes = re.search(r"need (\d+) bytes .* (?:has|(\d+) devices of) (\d+) bytes", str(exc))
         if sizes:
-            return f"weights need {int(sizes[1]) / 1e6:.1f} MB, {int(sizes[2]) / 1e6:.1f} MB on chip"
+            per = f"{sizes[2]} x " if sizes[2] else ""
+            return f"weights need {int(sizes[1]) / 1e6:.1f} MB, {per}{int(sizes[3]) / 1e6:.1f} MB on chip"
         return re.sub(r"^\w+: ", "", str(exc))
     return backend
 
