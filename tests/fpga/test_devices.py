@@ -149,3 +149,38 @@ def test_link_config_is_checked():
     with pytest.raises(ValueError, match="bytes_per_s > 0"):
         LinkConfig(bytes_per_s=0)
     assert DEVICE_LINK.seconds(5000) == pytest.approx(1.44e-6 + 1e-6)
+
+
+def test_a_model_too_large_for_one_device_is_served_over_grpc_on_the_fewest(tmp_path, rng):
+    """The built-in digits model on devices of a third of its weight memory: deployed over
+    devices=auto, served over gRPC with a big device's outputs, bit for bit."""
+    import onnx
+    import tritonclient.grpc as grpcclient
+
+    from serve.deploy import prepare
+    from serve.repository import ModelRepository
+    from serve.server import ServerConfig, ServerThread
+    from tests.fpga.conftest import ort_run
+
+    prepared = prepare([], backend="fpga", backend_options={"engine": "mvu"}, trial_load=False)
+    model = onnx.load_from_string(prepared.model_bytes)
+    big = fpga(model, prepared.config.layer_formats, engine="mvu", weight_mem="1MiB")
+    mem = _memory(big, max(_words(big)))
+    with pytest.raises(ModelLoadFailed, match="devices=auto"):
+        fpga(model, prepared.config.layer_formats, engine="mvu", weight_mem=mem)
+    assert fpga(model, prepared.config.layer_formats, devices="auto", weight_mem=mem).cost.devices == 2
+    prepared = prepare([], name="digits_split", backend="fpga", backend_options={"devices": "auto", "weight_mem": mem})
+    repo = ModelRepository(tmp_path)
+    repo.add(prepared.config, prepared.model_bytes)
+    handle = ServerThread(ServerConfig(repo=repo.root, port=0, metrics_port=0))
+    try:
+        with grpcclient.InferenceServerClient(handle.address) as client:
+            for _ in range(3):
+                x = rng.uniform(0, 16, (1, 64)).astype(np.float32)
+                inp = grpcclient.InferInput("pixels", [1, 64], "FP32")
+                inp.set_data_from_numpy(x)
+                served = client.infer("digits_split", [inp]).as_numpy("probabilities")
+                assert np.array_equal(served, big.run({"pixels": x})["probabilities"])
+                np.testing.assert_allclose(served, ort_run(model, {"pixels": x})[0], atol=1e-3)
+    finally:
+        handle.stop()
