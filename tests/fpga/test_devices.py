@@ -152,8 +152,9 @@ def test_link_config_is_checked():
 
 
 def test_a_model_too_large_for_one_device_is_served_over_grpc_on_the_fewest(tmp_path, rng):
-    """The built-in digits model on devices of a third of its weight memory: deployed over
-    devices=auto, served over gRPC with a big device's outputs, bit for bit."""
+    """The built-in digits model on devices that hold its larger matrix but not both:
+    refused on one, deployed over devices=auto (two), served over gRPC with a big
+    device's outputs, bit for bit."""
     import onnx
     import tritonclient.grpc as grpcclient
 
