@@ -1,4 +1,5 @@
-"""LSTM and GRU (ONNX's own ops, weights pinned as initializers) against onnxruntime.
+"""LSTM and GRU (ONNX's own ops, weights pinned as initializers) against onnxruntime,
+hand-made and as tf2onnx emits them for Keras layers (issue 24), on both matrix engines.
 
 Sizes are DeepBench's inference shapes scaled down (hidden 512-2816, 25+ steps, batch
 1 there; hidden 64 and 25 steps here). Tolerances: at the widest setting each product
@@ -66,3 +67,41 @@ def test_rnn_agrees_with_onnxruntime(op, direction, extra, precision, tol, engin
     # One input projection over all steps per direction, then the recurrent products.
     assert sum(i.t == SEQ * BATCH for i in mm) == dirs
     assert all(i.slot for i in mm)  # weights pinned, not streamed per request
+
+
+# -- what tf2onnx emits for Keras recurrent layers ------------------------------------------
+
+KERAS = {"lstm": lambda L: L.LSTM(HIDDEN), "bilstm": lambda L: L.Bidirectional(L.LSTM(HIDDEN))}
+
+
+@pytest.fixture(scope="module")
+def keras_onnx(tmp_path_factory):
+    """Untrained Keras LSTM and Bidirectional(LSTM) classifiers, converted by tf2onnx
+    (models.convert): what a user's Keras file becomes, attributes and all."""
+    pytest.importorskip("tf2onnx", reason="the [tf] extra (tf2onnx, tensorflow-cpu) is not installed")
+    tf = pytest.importorskip("tensorflow", reason="the [tf] extra (tf2onnx, tensorflow-cpu) is not installed")
+    from models.convert import convert
+
+    folder = tmp_path_factory.mktemp("keras_rnn")
+    out = {}
+    for name, layer in KERAS.items():
+        tf.keras.utils.set_random_seed(0)
+        inputs = tf.keras.Input((SEQ, INPUT), name="x")
+        model = tf.keras.Model(inputs, tf.keras.layers.Dense(10)(layer(tf.keras.layers)(inputs)))
+        model.save(folder / f"{name}.keras")
+        out[name] = convert([folder / f"{name}.keras"], input_shapes={"x": [1, SEQ, INPUT]}).model
+    return out
+
+
+@pytest.mark.parametrize("name", list(KERAS))
+@pytest.mark.parametrize("engine", ["systolic", "mvu"])
+def test_tf2onnx_recurrent_nodes_lower_to_the_device_and_agree_with_onnxruntime(keras_onnx, name, engine, rng):
+    model = keras_onnx[name]
+    assert "LSTM" in {n.op_type for n in model.graph.node}
+    backend = fpga(model, engine=engine)
+    assert not any(n.op_type == "LSTM" for part in backend.program.host_parts for n in part.graph.node)
+    feed = model.graph.input[0].name
+    x = rng.standard_normal((1, SEQ, INPUT)).astype(np.float32)
+    got = next(iter(backend.run({feed: x}).values()))
+    (want,) = ort_run(model, {feed: x})[:1]
+    assert float(np.abs(got - want).max()) <= 1e-4 * max(1.0, float(np.abs(want).max()))
