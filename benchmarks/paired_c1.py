@@ -15,7 +15,18 @@ each round (``serving.py --restart`` says why). ``--before TREE`` adds a fifth
 server, bwserve served from another checkout (a commit before a change), so that
 a change's cost at concurrency 1 is measured in the same blocks.
 
+``--client`` picks the clients (default both, in alternating blocks within each
+set): ``aio``, a ``grpc.aio`` stub sending one pre-built request; ``sync``,
+tritonclient's synchronous ``InferenceServerClient.infer`` (the client most users
+call; it builds its request each call, the same cost for every server). A
+synchronous client blocks between requests, so each one reaches an idle server.
+``--think-ms`` sleeps between requests (outside the timing), long enough for the
+event loop and onnxruntime's spinning pool threads to go to sleep: the wake-up
+from idle then counts in every request. ``--deadline-ms`` gives every request a gRPC
+deadline (bwserve then checks it at the door and when it claims the inline path).
+
     .venv/bin/python benchmarks/paired_c1.py [--rounds 4] [--blocks 50] [--block 20] [--before TREE]
+        [--client aio sync] [--think-ms 0] [--deadline-ms MS]
 """
 from __future__ import annotations
 
@@ -40,28 +51,63 @@ from serving import (check_outputs, deploy_models, describe_tree, model_path, ra
 
 SERVERS = ["obvious", "bwserve", "obvious-twin", "bwserve-twin"]  # the first is every ratio's baseline
 BEFORE = "bwserve-before"  # --before: bwserve from another checkout
+CLIENTS = ("aio", "sync")
 
 
-async def blocks(addresses: list[str], request, count: int, size: int, warmup: int) -> np.ndarray:
-    """Latencies (s), shaped (blocks, servers, size): block b visits every server once."""
+def sync_caller(address: str, model: str, inputs: dict[str, np.ndarray], timeout: float | None = None):
+    """tritonclient's synchronous client as a coroutine that never suspends (it blocks), and its closer."""
+    import tritonclient.grpc as triton
+    from tritonclient.utils import np_to_triton_dtype
+
+    client = triton.InferenceServerClient(address)
+    tensors = []
+    for name, array in inputs.items():
+        tensor = triton.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+        tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+
+    async def call() -> None:
+        client.infer(model, tensors, client_timeout=timeout)
+
+    return call, client.close
+
+
+async def blocks(addresses: list[str], request, model: str, inputs, clients: list[str], count: int,
+                 size: int, warmup: int, think_s: float = 0.0, timeout: float | None = None) -> np.ndarray:
+    """Latencies (s), shaped (blocks, clients, servers, size): block b visits every server once per client."""
     channels = [grpc.aio.insecure_channel(a) for a in addresses]
+    closers = []
     try:
-        calls = [pb_grpc.GRPCInferenceServiceStub(c).ModelInfer for c in channels]
-        for call in calls:
-            for _ in range(warmup):
-                await call(request)
-        out = np.empty((count, len(calls), size))
-        order = list(range(len(calls)))
+        calls = []
+        for kind in clients:
+            if kind == "aio":
+                stubs = [pb_grpc.GRPCInferenceServiceStub(c) for c in channels]
+                calls.append([lambda stub=stub: stub.ModelInfer(request, timeout=timeout) for stub in stubs])
+            else:
+                pairs = [sync_caller(a, model, inputs, timeout) for a in addresses]
+                calls.append([call for call, _ in pairs])
+                closers += [close for _, close in pairs]
+        for per_server in calls:
+            for call in per_server:
+                for _ in range(warmup):
+                    await call()
+        out = np.empty((count, len(clients), len(addresses), size))
+        order = list(range(len(addresses)))
         for b in range(count):
-            for i in order[b % len(order):] + order[:b % len(order)]:  # rotate who goes first
-                call = calls[i]
-                await call(request)  # switches this server from idle to busy; not counted
-                for j in range(size):
-                    t0 = time.perf_counter()
-                    await call(request)
-                    out[b, i, j] = time.perf_counter() - t0
+            for k in (range(len(clients)) if b % 2 == 0 else reversed(range(len(clients)))):  # alternate
+                for i in order[b % len(order):] + order[:b % len(order)]:  # rotate who goes first
+                    call = calls[k][i]
+                    await call()  # switches this server from idle to busy; not counted
+                    for j in range(size):
+                        t0 = time.perf_counter()
+                        await call()
+                        out[b, k, i, j] = time.perf_counter() - t0
+                        if think_s:
+                            time.sleep(think_s)  # blocking: nothing of the client's runs meanwhile
         return out
     finally:
+        for close in closers:
+            close()
         for channel in channels:
             await channel.close()
 
@@ -98,6 +144,11 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=20, help="requests per block (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=100, help="unmeasured requests per server per round")
     parser.add_argument("--before", help="a bwserve checkout to serve as a fifth server, bwserve-before")
+    parser.add_argument("--client", nargs="+", choices=CLIENTS, default=list(CLIENTS),
+                        help="client kinds, in alternating blocks (default %(default)s)")
+    parser.add_argument("--think-ms", type=float, default=0.0,
+                        help="idle time between a block's requests, not counted (default %(default)s)")
+    parser.add_argument("--deadline-ms", type=float, help="a gRPC deadline on every request (default none)")
     args = parser.parse_args()
     if args.before:
         SERVERS.append(BEFORE)
@@ -127,25 +178,31 @@ def main() -> None:
                                        "serve.cli"] + command[1:]
                         servers.append(launch.start(name, command, port, request, work / f"{name}-{model}.log"))
                         check_outputs(servers[-1].address, request, expected)
-                    runs.append(asyncio.run(blocks([s.address for s in servers], request, args.blocks,
-                                                   args.block, args.warmup)))
+                    runs.append(asyncio.run(blocks([s.address for s in servers], request, model, inputs,
+                                                   args.client, args.blocks, args.block, args.warmup,
+                                                   args.think_ms / 1e3,
+                                                   args.deadline_ms and args.deadline_ms / 1e3)))
                 finally:
                     for server in servers:
                         server.stop()
                 loads.append(os.getloadavg()[0])
-                p50 = np.median(runs[-1], axis=2)
-                print(f"{model} round {r + 1}/{args.rounds}, load {loads[-1]:.2f}: "
-                      + ", ".join(f"{n} {np.median(p50[:, i] / p50[:, 0]):.3f}" for i, n in enumerate(SERVERS)),
-                      flush=True)
-            latencies = np.concatenate(runs)
-            per_round = [[float(np.median(np.median(run[:, i], axis=1) / np.median(run[:, 0], axis=1)))
-                          for run in runs] for i in range(len(SERVERS))]
-            rows += report(model, latencies, per_round)
+                p50 = np.median(runs[-1], axis=3)
+                for k, kind in enumerate(args.client):
+                    print(f"{model} {kind} round {r + 1}/{args.rounds}, load {loads[-1]:.2f}: "
+                          + ", ".join(f"{n} {np.median(p50[:, k, i] / p50[:, k, 0]):.3f}"
+                                      for i, n in enumerate(SERVERS)), flush=True)
+            for k, kind in enumerate(args.client):
+                latencies = np.concatenate([run[:, k] for run in runs])
+                per_round = [[float(np.median(np.median(run[:, k, i], axis=1) / np.median(run[:, k, 0], axis=1)))
+                              for run in runs] for i in range(len(SERVERS))]
+                rows += report(f"{model} | {kind}", latencies, per_round)
     print(f"\n{started}, {describe_tree()}, {os.cpu_count()} cores, load average {min(loads):.1f}-{max(loads):.1f}; "
-          f"{args.rounds} rounds x {args.blocks} sets of blocks x {args.block} requests per server\n")
-    print("| model | server | p50 us | p99 us | block p50 / obvious's, median | 95% interval | "
+          f"{args.rounds} rounds x {args.blocks} sets of blocks x {args.block} requests per server and client"
+          + (f", {args.think_ms:g} ms between requests" if args.think_ms else "")
+          + (f", {args.deadline_ms:g} ms deadlines" if args.deadline_ms else "") + "\n")
+    print("| model | client | server | p50 us | p99 us | block p50 / obvious's, median | 95% interval | "
           "blocks faster | per round |")
-    print("|---|---|---:|---:|---:|---|---:|---|")
+    print("|---|---|---|---:|---:|---:|---|---:|---|")
     print("\n".join(rows))
 
 
