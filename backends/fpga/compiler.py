@@ -224,12 +224,3 @@ def compile_for(model: onnx.ModelProto, layer_formats: dict[str, str], opts: Fpg
         out[engine] = (isa.Program(prologue, ctx.body, parts, {n: n for n in g.inputs},
                                    {n: n for n in g.outputs}, assignment), cfg)
     return out
-
-
-def compile_model(model: onnx.ModelProto, layer_formats: dict[str, str], opts: FpgaOptions,
-                  engine: str = "systolic") -> tuple[isa.Program, HwConfig | MvuConfig]:
-    """Compile ``model`` for one engine as ``opts`` and the formats describe."""
-    result = compile_for(model, layer_formats, opts, (engine,))[engine]
-    if isinstance(result, ModelLoadFailed):
-        raise result
-    return result

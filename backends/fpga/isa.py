@@ -83,19 +83,14 @@ class MvuWeights:
     k: int
     n: int
     shape: Any
+    # Each group's mantissas as the golden model's exact float64 BLAS operand
+    # (``hw.mvu.golden.weight_operand``), made once with the weights.
+    blas_operands: tuple[np.ndarray, ...] = field(repr=False, default=())
 
     @property
     def words(self) -> int:
         """Weight-memory words the matrix takes in each tile engine."""
         return self.mant.shape[0] * self.shape.words
-
-    @cached_property
-    def blas_operands(self) -> list[np.ndarray]:
-        """Each group's mantissas as the golden engine's exact float64 BLAS operand
-        (``hw.mvu.golden.weight_operand``: (n_blocks, block, N)), made once."""
-        g, n, kp = self.mant.shape
-        nb = self.exp.shape[-1]
-        return [np.ascontiguousarray(m.reshape(n, nb, kp // nb).transpose(1, 2, 0), np.float64) for m in self.mant]
 
 
 # -- prologue ---------------------------------------------------------------------------

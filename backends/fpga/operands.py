@@ -20,6 +20,7 @@ import numpy as np
 from hw import bfp
 from hw.config import HwConfig, MvuConfig
 from hw.mvu import cycles as mvu_cycles
+from hw.mvu import golden
 from models.quantize.formats import Format, fake_quantize, quantize_blocks
 
 from backends.fpga.isa import MvuWeights, WeightTiles
@@ -97,8 +98,8 @@ def encode_mvu_weights(cfg: MvuConfig, fmt: Format | None, w: np.ndarray) -> Mvu
     """Weights ``w`` (G, K, N) for the MVU: one row per output, blocks along K."""
     g, k, n = w.shape
     mant, exp = encode_rows(cfg, fmt, np.swapaxes(w, 1, 2))  # (G, N, Kp), (G, N, Kp/block)
-    return MvuWeights(np.ascontiguousarray(mant), np.ascontiguousarray(exp), k, n,
-                      mvu_cycles.best_shape(cfg, n, k))
+    return MvuWeights(np.ascontiguousarray(mant), np.ascontiguousarray(exp), k, n, mvu_cycles.best_shape(cfg, n, k),
+                      tuple(golden.weight_operand(cfg, m) for m in mant))
 
 
 def encode_any_weights(cfg: Config, fmt: Format | None, w: np.ndarray) -> WeightTiles | MvuWeights:
