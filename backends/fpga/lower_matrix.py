@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from backends.fpga import isa
-from backends.fpga.compiler import Ctx, Unsupported
+from backends.fpga.lower_context import Ctx, Unsupported
 from backends.fpga.geometry import windows
 
 
