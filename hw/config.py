@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 __all__ = ["BfpArith", "HwConfig", "DEFAULT", "PRESETS", "preset",
-           "MvuConfig", "MVU_DEFAULT", "MVU_PRESETS", "mvu_preset", "LinkConfig", "DEVICE_LINK"]
+           "MvuConfig", "MVU_DEFAULT", "MVU_PRESETS", "mvu_preset", "LinkConfig", "DEVICE_LINK", "HOST_LINK"]
 
 # Limits of what the RTL and the golden model support. acc_bits stops at 63 so that
 # the golden model's int64 arithmetic (a sum of two accumulators) cannot overflow.
@@ -35,8 +35,9 @@ _MAX_ACC_BITS = 63
 class BfpArith:
     """The block-floating-point arithmetic both matrix engines share (a mixin).
 
-    Its fields (``mant_bits``, ``exp_bits``, ``block``, ``acc_bits``, ``clock_hz``) are
-    declared by each engine's dataclass; the derived ranges and widths are written
+    Its fields (``mant_bits``, ``exp_bits``, ``block``, ``acc_bits``, ``clock_hz``, and the
+    depth of the vector unit beside the engine, ``vector_latency``) are declared by each
+    engine's dataclass; the derived ranges and widths are written
     once, here, and ``hw.golden``'s ``align``, ``sat_add`` and ``acc_exp_rule`` read
     only these.
     """
@@ -46,6 +47,7 @@ class BfpArith:
     block: int
     acc_bits: int
     clock_hz: float
+    vector_latency: int
 
     def _check_arith(self, ints: tuple[str, ...]) -> None:
         for name in ints:
@@ -68,6 +70,8 @@ class BfpArith:
             )
         if not self.clock_hz > 0:
             raise ValueError(f"{cls}.clock_hz must be positive, got {self.clock_hz}")
+        if self.vector_latency < 0:
+            raise ValueError(f"{cls}.vector_latency must be >= 0, got {self.vector_latency}")
 
     # -- operand ranges -------------------------------------------------------
     @property
@@ -135,9 +139,14 @@ class HwConfig(BfpArith):
     acc_bits: int = 48  # accumulator width, two's complement, saturating
     clock_hz: float = 250e6  # the modelled FPGA clock, for time estimates
     weight_mem_bytes: int = 8 * 2**20  # on-chip weight memory (pinned weights)
+    # cycles: the vector unit's pipeline depth, from an operand's first elements in to its
+    # result's out (the cycle model's assumption, the MVU's own figure: a few-stage fp32
+    # multiply-add pipeline; no RTL implements the vector unit)
+    vector_latency: int = 4
 
     def __post_init__(self) -> None:
-        self._check_arith(("rows", "cols", "mant_bits", "exp_bits", "block", "acc_bits", "weight_mem_bytes"))
+        self._check_arith(("rows", "cols", "mant_bits", "exp_bits", "block", "acc_bits", "weight_mem_bytes",
+                           "vector_latency"))
         for name in ("rows", "cols"):
             if not 1 <= getattr(self, name) <= _MAX_DIM:
                 raise ValueError(f"HwConfig.{name} must be in 1..{_MAX_DIM}, got {getattr(self, name)}")
@@ -220,8 +229,6 @@ class MvuConfig(BfpArith):
                 raise ValueError(f"MvuConfig.{name} must be positive, got {getattr(self, name)}")
         if self.lanes % self.block:
             raise ValueError(f"MvuConfig.block ({self.block}) must divide lanes ({self.lanes})")
-        if self.vector_latency < 0:
-            raise ValueError(f"MvuConfig.vector_latency must be >= 0, got {self.vector_latency}")
         if self.mem_words < 1:
             raise ValueError(f"MvuConfig.tile_mem_bytes ({self.tile_mem_bytes}) holds no word of "
                              f"{self.dpes}x{self.lanes} weights")
@@ -308,6 +315,12 @@ class LinkConfig:
 
 
 DEVICE_LINK = LinkConfig()
+
+# The host link, between the server and its device (the cycle model's Recv, Send and
+# HostCall transfers), with a LinkConfig's two figures: PCIe gen3 x8, 8 GT/s a lane at
+# 128b/130b coding, about 8 GB/s a direction; about 1 us a transfer for a DMA's doorbell
+# write, descriptor fetch and completion.
+HOST_LINK = LinkConfig(bytes_per_s=8e9, latency_s=1e-6)
 
 DEFAULT = HwConfig()
 

@@ -25,8 +25,8 @@ its stages' depth, not another pass over the vector.
   array column; the MVU's unit takes a whole pass a cycle), results ``latency``
   cycles later. Pooling reads every window element; softmax makes three passes; a
   reshape, and a slice of a contiguous range, are addressing only (free).
-* Host link (``Recv``, ``Send``, ``HostCall`` transfers): ``LINK_LATENCY_S`` per
-  transfer plus bytes at ``LINK_BYTES_PER_S`` (PCIe gen3 x8-like), in device cycles.
+* Host link (``Recv``, ``Send``, ``HostCall`` transfers): ``hw.config.HOST_LINK``'s
+  latency per transfer plus bytes at its bandwidth (PCIe gen3 x8), in device cycles.
   Host compute time is not device time and is not counted.
 
 A model pinned over several devices (``backends.fpga.partition``) gives each
@@ -36,8 +36,7 @@ network (``hw.config.LinkConfig``): a transfer on the producer's port once the w
 register is there, ``ceil(bytes / bandwidth)`` busy cycles plus a hop's latency, in
 issue order; the copy then stays. Constants are pinned on every device.
 
-The constants below are model assumptions not (yet) in the hardware config; each is
-written only here.
+Every figure the model uses is in ``hw.config``.
 """
 from __future__ import annotations
 
@@ -48,14 +47,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw import cycles as hw_cycles
-from hw.config import DEVICE_LINK, HwConfig, LinkConfig, MvuConfig
+from hw.config import DEVICE_LINK, HOST_LINK, HwConfig, LinkConfig, MvuConfig
 from hw.mvu import cycles as mvu_cycles
 
 from backends.fpga import isa
-
-VECTOR_LATENCY = 4  # cycles: the systolic array's vector unit's pipeline depth
-LINK_BYTES_PER_S = 8e9
-LINK_LATENCY_S = 1e-6
 
 Config = HwConfig | MvuConfig
 _ELEMENTWISE = (isa.Unary, isa.Binary)
@@ -81,18 +76,14 @@ def lanes(cfg: Config) -> int:
     return cfg.vector_lanes if isinstance(cfg, MvuConfig) else cfg.cols
 
 
-def vector_latency(cfg: Config) -> int:
-    return cfg.vector_latency if isinstance(cfg, MvuConfig) else VECTOR_LATENCY
-
-
 def vector_cycles(cfg: Config, elements: int) -> int:
     """One vector instruction over ``elements``, alone: busy cycles plus its depth."""
-    return math.ceil(elements / lanes(cfg)) + vector_latency(cfg)
+    return math.ceil(elements / lanes(cfg)) + cfg.vector_latency
 
 
 def link_cycles(cfg: Config, nbytes: int) -> int:
     """One host-link transfer of ``nbytes``."""
-    return math.ceil((LINK_LATENCY_S + nbytes / LINK_BYTES_PER_S) * cfg.clock_hz)
+    return math.ceil(HOST_LINK.seconds(nbytes) * cfg.clock_hz)
 
 
 def matmul_tiles(cfg: HwConfig, ins: isa.MatMul) -> int:
@@ -126,7 +117,7 @@ def _matmul_timing(cfg: Config, ins: isa.MatMul) -> Timing:
 
 def timing(cfg: Config, ins: isa.Instruction) -> Timing:
     """How one body instruction uses the device."""
-    vec = lambda n: Timing("vector", math.ceil(n / lanes(cfg)), vector_latency(cfg))  # noqa: E731
+    vec = lambda n: Timing("vector", math.ceil(n / lanes(cfg)), cfg.vector_latency)  # noqa: E731
     if isinstance(ins, isa.MatMul):
         return _matmul_timing(cfg, ins)
     if isinstance(ins, isa.Im2Col):
