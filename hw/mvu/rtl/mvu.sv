@@ -34,6 +34,10 @@
 // overwritten), and the arithmetic functions, not module instances: Verilator 5.006
 // copies every unpacked array port of an inlined module on each evaluation
 // (hw/README.md, Performance; hw/rtl/bfp_tile.sv does the same).
+//
+// The parameter defaults are hw.config's "tiny" preset (a default elaboration stays
+// small); every build overrides them from its config with -G, and
+// tests/hw/test_sv_params.py checks that they equal the preset's figures.
 module mvu #(
     parameter int TILES = 2,
     parameter int DPES = 2,
@@ -43,7 +47,7 @@ module mvu #(
     parameter int BLOCK = 4,
     parameter int PSUM = 18,
     parameter int ACC = 32,
-    parameter int DEPTH = 60,  // words per tile engine's weight memory
+    parameter int DEPTH = 102,  // words per tile engine's weight memory
     parameter int XWORDS = 16,  // words of the input vector buffer
     parameter int YDEPTH = 64,  // outputs the output buffer holds
     localparam int NBLK = LANES / BLOCK,  // exponent blocks per word row

@@ -11,8 +11,8 @@
 // written (w); `done` rises with the write of the last pass and busy falls with it, so
 // start to done takes 1 + n_pass*c + 4 cycles plus one per stall (hw/mvu/cycles.py).
 module mvu_seq #(
-    parameter int DA = 8,  // weight-memory address bits
-    parameter int DN = 9   // bits of a count of words or passes (0..DEPTH)
+    parameter int DA = 7,  // weight-memory address bits
+    parameter int DN = 7   // bits of a count of words or passes (0..DEPTH)
 ) (
     input  logic          clk,
     input  logic          rst,
