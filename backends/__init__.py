@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-from backends.base import Backend, BackendUnavailable, DeviceStats, ModelLoadFailed
+from backends.base import Backend, BackendUnavailable, DeviceStats, ModelLoadFailed, ModelSpec, TensorDesc
 
 BACKENDS: dict[str, str] = {
     "cpu": "backends.cpu:CpuBackend",
@@ -33,4 +33,5 @@ def get_backend(name: str) -> type[Backend]:
     return getattr(module, class_name)
 
 
-__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "DeviceStats", "ModelLoadFailed", "get_backend"]
+__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "DeviceStats", "ModelLoadFailed", "ModelSpec", "TensorDesc",
+           "get_backend"]

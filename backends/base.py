@@ -1,21 +1,23 @@
 """The one interface every device backend implements.
 
 A backend object is one *instance* of one model on one device: the scheduler
-creates ``config.instances`` of them and hands each request to exactly one.
+creates ``spec.instances`` of them and hands each request to exactly one.
 ``run`` is called from a single thread at a time per instance, so a backend needs
 no locking of its own.
+
+A backend is told what to run by a ``ModelSpec``: what a device reads of a model's
+configuration, in a device's terms (numpy dtypes, not the protocol's datatype names).
+The server builds it (``serve.config.ModelConfig.spec``); nothing here knows the server.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Mapping
+from types import MappingProxyType
+from typing import ClassVar, Mapping
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from serve.config import ModelConfig
 
 
 class BackendUnavailable(RuntimeError):
@@ -39,6 +41,36 @@ class DeviceStats:
     mac_utilisation: float  # useful MACs / (engine MACs * cycles the device computes), 0..1
 
 
+@dataclass(frozen=True, slots=True)
+class TensorDesc:
+    """One input or output of a model at batch 1, as a device sees it."""
+
+    name: str
+    dtype: np.dtype  # np.dtype(object) for strings
+    shape: tuple[int, ...]  # -1 marks a dimension of any size
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """What a backend needs to know of one model version; frozen, read-only mappings included."""
+
+    name: str  # for log lines
+    inputs: tuple[TensorDesc, ...] = ()
+    outputs: tuple[TensorDesc, ...] = ()
+    precision: str = "fp32"
+    # Per-layer narrow formats chosen by the quantiser, {initializer name: format}.
+    layer_formats: Mapping[str, str] = field(default_factory=dict)
+    # Backend-specific settings (e.g. the FPGA's array size), strings; each backend checks its own.
+    options: Mapping[str, str] = field(default_factory=dict)
+    threads: int = 0  # intra-op threads per instance; 0 lets the backend choose
+    instances: int = 1  # instances of the model on this device, which share its cores
+
+    def __post_init__(self) -> None:
+        # Read-only views, so that no instance can change what the others were given.
+        object.__setattr__(self, "layer_formats", MappingProxyType(dict(self.layer_formats)))
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+
 class Backend(ABC):
     """One model instance on one device."""
 
@@ -48,8 +80,8 @@ class Backend(ABC):
     # self-contained call that needs no other thread to finish.
     inline_safe: ClassVar[bool] = False
 
-    def __init__(self, config: "ModelConfig", instance: int = 0) -> None:
-        self.config = config
+    def __init__(self, spec: ModelSpec, instance: int = 0) -> None:
+        self.spec = spec
         self.instance = instance
 
     @abstractmethod

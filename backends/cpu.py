@@ -1,7 +1,7 @@
 """The CPU backend: onnxruntime's CPU execution provider, set up for batch-1 latency.
 
 Session options (benchmarks/cpu_session_options.py measures the choices end to end):
-- intra-op threads: ``config.threads`` if set, else the machine's cores divided
+- intra-op threads: ``spec.threads`` if set, else the machine's cores divided
   among the model's instances, so that N instances do not oversubscribe the CPU;
 - intra-op spinning: onnxruntime's default (on); backend option ``spinning=0``
   turns it off, ``spinning=run`` keeps it within a run only;
@@ -49,7 +49,7 @@ class OnnxRuntimeBackend(Backend):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = threads or self.config.threads or default_threads(self.config.instances)
+        options.intra_op_num_threads = threads or self.spec.threads or default_threads(self.spec.instances)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         # onnxruntime fuses blocked int4/int8 DequantizeLinear -> MatMul into MatMulNBits and,
@@ -60,7 +60,7 @@ class OnnxRuntimeBackend(Backend):
         # Intra-op threads spin between ops by default; on a small machine they then take
         # cores from the gRPC threads. Option spinning=0 makes them sleep instead;
         # spinning=run lets them spin within a run and stop when it returns.
-        spinning = self.config.backend_options.get("spinning", "1")
+        spinning = self.spec.options.get("spinning", "1")
         if spinning not in ("0", "1", "run"):
             raise ModelLoadFailed(f"backend option spinning={spinning!r}: expected 0, 1 or run")
         options.add_session_config_entry("session.intra_op.allow_spinning", "0" if spinning == "0" else "1")
@@ -115,7 +115,7 @@ class CpuBackend(OnnxRuntimeBackend):
     device = "cpu"
 
     def busy_threads(self) -> int:
-        value = self.config.backend_options.get("busy_threads", "1")
+        value = self.spec.options.get("busy_threads", "1")
         if not value.isdigit():
             raise ModelLoadFailed(f"backend option busy_threads={value!r}: expected a count, 0 for none")
         threads = int(value)

@@ -25,7 +25,6 @@ import numpy as np
 
 from backends.base import BackendUnavailable, ModelLoadFailed
 from backends.cpu import OnnxRuntimeBackend
-from serve.datatypes import NUMPY
 
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
@@ -87,13 +86,13 @@ class GpuBackend(OnnxRuntimeBackend):
                 ort.preload_dlls()
             except Exception:  # noqa: BLE001 - a missing wheel surfaces at session creation
                 pass
-        options = dict(self.config.backend_options)
+        options = dict(self.spec.options)
         self.providers = tuple(select_providers(
-            ort.get_available_providers(), options, self.config.precision,
+            ort.get_available_providers(), options, self.spec.precision,
             model_path.parent / "trt_cache", tensorrt_libraries_present()))
         _check_cuda_device()
         source = model_path
-        if self.config.precision == "fp16":
+        if self.spec.precision == "fp16":
             source = self._to_fp16(model_path)
         try:
             super().load(source)
@@ -124,11 +123,10 @@ class GpuBackend(OnnxRuntimeBackend):
         self._binding = session.io_binding()
         self._graph = dict(self.providers[-1][1]).get("enable_cuda_graph") == "1"
         self._inputs = {}
-        for spec in self.config.inputs:
+        for spec in self.spec.inputs:
             if self._graph:  # CUDA graphs replay on fixed addresses: one device buffer per input
                 shape = [d if d > 0 else 1 for d in spec.shape]
-                dtype = NUMPY[spec.datatype]
-                value = ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, "cuda", 0)
+                value = ort.OrtValue.ortvalue_from_shape_and_type(shape, spec.dtype, "cuda", 0)
                 self._inputs[spec.name] = value
                 self._binding.bind_ortvalue_input(spec.name, value)
         for output in session.get_outputs():

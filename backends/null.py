@@ -1,9 +1,9 @@
 """A backend that runs no model: it sleeps for a set time and echoes its inputs.
 
 For tests of the server and scheduler that must not depend on a device. The
-service time comes from ``backend_options["sleep_ms"]`` (default 0), the time a
-load takes from ``backend_options["load_ms"]`` (default 0); outputs are the
-config's outputs filled with zeros, or the inputs echoed when names match.
+service time comes from option ``sleep_ms`` (default 0), the time a load takes
+from option ``load_ms`` (default 0); outputs are the spec's outputs filled with
+zeros, or the inputs echoed when names match.
 """
 from __future__ import annotations
 
@@ -14,19 +14,16 @@ from typing import Mapping
 import numpy as np
 
 from backends.base import Backend
-from serve.datatypes import NUMPY
 
 
 class NullBackend(Backend):
     device = "null"
 
     def load(self, model_path: Path) -> None:
-        time.sleep(float(self.config.backend_options.get("load_ms", "0")) / 1e3)
-        self._sleep_s = float(self.config.backend_options.get("sleep_ms", "0")) / 1e3
-        self._zeros = {
-            spec.name: np.zeros([max(d, 1) for d in spec.shape], dtype=NUMPY[spec.datatype])
-            for spec in self.config.outputs
-        }
+        time.sleep(float(self.spec.options.get("load_ms", "0")) / 1e3)
+        self._sleep_s = float(self.spec.options.get("sleep_ms", "0")) / 1e3
+        self._zeros = {out.name: np.zeros([max(d, 1) for d in out.shape], dtype=out.dtype)
+                       for out in self.spec.outputs}
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._sleep_s:

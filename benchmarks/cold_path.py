@@ -67,7 +67,7 @@ def compare(model: onnx.ModelProto, requests: int, gap_s: float) -> dict[str, di
         path = Path(tmp) / "prepared.onnx"
         path.write_bytes(prepared.model_bytes)
         config = prepared.config
-        backend = CpuBackend(config, 0)
+        backend = CpuBackend(config.spec(), 0)
         backend.load(path)
     session = backend.session
     rng = np.random.default_rng(0)

@@ -25,8 +25,8 @@ from onnx import helper
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from backends.base import ModelSpec  # noqa: E402
 from backends.fpga import FpgaBackend  # noqa: E402
-from serve.config import ModelConfig  # noqa: E402
 from serve.deploy import prepare  # noqa: E402
 
 CNTK = ROOT.parent / "shared" / "models" / "cntk_mnist" / "model.onnx"
@@ -71,8 +71,7 @@ def models():
 
 
 def load(model, formats, array: str, sim: str) -> FpgaBackend:
-    backend = FpgaBackend(ModelConfig(name="bench", backend="fpga", layer_formats=formats,
-                                      backend_options={"array": array, "fpga_sim": sim}))
+    backend = FpgaBackend(ModelSpec(name="bench", layer_formats=formats, options={"array": array, "fpga_sim": sim}))
     backend.load_model(model)
     return backend
 

@@ -46,7 +46,7 @@ def _source(spec, tmp: Path) -> Path:
 
 def compute_only(repo: ModelRepository, name: str, requests: int) -> np.ndarray:
     config = repo.read_config(name, 1)
-    backend = get_backend(config.backend)(config, 0)
+    backend = get_backend(config.backend)(config.spec(), 0)
     backend.load(repo.version_dir(name, 1) / MODEL_FILE)
     sample = {s.name: np.random.default_rng(0).random([max(d, 1) for d in s.shape]).astype(np.float32)
               for s in config.inputs}

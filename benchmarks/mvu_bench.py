@@ -35,10 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from backends.base import ModelLoadFailed  # noqa: E402
+from backends.base import ModelLoadFailed, ModelSpec  # noqa: E402
 from backends.fpga import FpgaBackend  # noqa: E402
 from fpga_bench import CNTK, SEQ, rnn  # noqa: E402
-from serve.config import ModelConfig  # noqa: E402
 from serve.deploy import prepare  # noqa: E402
 
 ENGINES = {"systolic 16x16": {"engine": "systolic", "array": "16x16"},
@@ -87,7 +86,7 @@ def cpu_latency(model: onnx.ModelProto, feeds: dict, n: int) -> np.ndarray:
 
 def device(model, formats, options) -> FpgaBackend | str:
     """The model loaded on one engine, or why the engine refused it, in short."""
-    backend = FpgaBackend(ModelConfig(name="bench", backend="fpga", layer_formats=formats, backend_options=options))
+    backend = FpgaBackend(ModelSpec(name="bench", layer_formats=formats, options=options))
     try:
         backend.load_model(model)
     except ModelLoadFailed as exc:

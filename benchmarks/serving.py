@@ -93,7 +93,7 @@ def random_inputs(config: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
 
 def time_session_run(config: ModelConfig, path: Path, inputs, runs: int) -> np.ndarray:
     """Seconds per ``session.run`` with bwserve's CPU backend options (no server running)."""
-    backend = CpuBackend(config, 0)
+    backend = CpuBackend(config.spec(), 0)
     backend.load(path)
     session, names = backend.session, [o.name for o in config.outputs]
     for _ in range(50):
@@ -109,7 +109,7 @@ def time_session_run(config: ModelConfig, path: Path, inputs, runs: int) -> np.n
 
 def reference_outputs(config: ModelConfig, path: Path, inputs) -> dict[str, np.ndarray]:
     """onnxruntime's answer with bwserve's CPU options: what every server must send back."""
-    backend = CpuBackend(config, 0)
+    backend = CpuBackend(config.spec(), 0)
     backend.load(path)
     try:
         return backend.run(inputs)

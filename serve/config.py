@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backends.base import ModelSpec, TensorDesc
+from serve.datatypes import NUMPY
+
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.onnx"
 
@@ -26,6 +29,10 @@ class TensorSpec:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+    def desc(self) -> TensorDesc:
+        """The tensor in a device's terms: the datatype as its numpy dtype."""
+        return TensorDesc(self.name, NUMPY[self.datatype], self.shape)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "TensorSpec":
@@ -78,6 +85,13 @@ class ModelConfig:
 
     def replace(self, **changes: Any) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
+
+    def spec(self) -> ModelSpec:
+        """What a backend instance of this version is given (``backends.base.ModelSpec``)."""
+        return ModelSpec(name=self.name, inputs=tuple(t.desc() for t in self.inputs),
+                         outputs=tuple(t.desc() for t in self.outputs), precision=self.precision,
+                         layer_formats=self.layer_formats, options=self.backend_options, threads=self.threads,
+                         instances=self.instances)
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

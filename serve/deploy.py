@@ -100,6 +100,6 @@ def check_loads(config: ModelConfig, model_bytes: bytes) -> None:
         path = Path(tmp) / MODEL_FILE
         path.write_bytes(model_bytes)
         for device in config.backends:
-            backend = get_backend(device)(config.replace(instances=1), 0)
+            backend = get_backend(device)(config.replace(instances=1).spec(), 0)
             backend.load(path)
             backend.close()

@@ -15,11 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from backends import get_backend
-from backends.base import Backend
+from backends import Backend, ModelSpec, get_backend
 from serve.codec import Codec
 from serve.config import MODEL_FILE, ModelConfig
-from serve.datatypes import NUMPY
 from serve.errors import ModelNotFound, ModelNotReady
 from serve.metrics import Metrics, ModelMetrics
 from serve.repository import ModelRepository, check_name
@@ -43,25 +41,24 @@ class LoadedModel:
     stats: ModelStats = field(default_factory=ModelStats)
 
 
-def warmup_inputs(config: ModelConfig) -> dict[str, np.ndarray]:
-    """Zeros of every input's shape (dynamic dimensions as 1)."""
+def warmup_inputs(spec: ModelSpec) -> dict[str, np.ndarray]:
+    """Zeros of every input's shape (dynamic dimensions as 1); empty strings for string inputs."""
     inputs = {}
-    for spec in config.inputs:
-        shape = [d if d > 0 else 1 for d in spec.shape]
-        if spec.datatype == "BYTES":
-            inputs[spec.name] = np.full(shape, b"", dtype=object)
-        else:
-            inputs[spec.name] = np.zeros(shape, dtype=NUMPY[spec.datatype])
+    for tensor in spec.inputs:
+        shape = [d if d > 0 else 1 for d in tensor.shape]
+        inputs[tensor.name] = np.full(shape, b"", dtype=object) if tensor.dtype == object \
+            else np.zeros(shape, dtype=tensor.dtype)
     return inputs
 
 
 def new_instance(config: ModelConfig, device: int, slot: int, model_path: Path,
                  times: list[float] | None = None) -> Backend:
     """Create, load and warm up one instance; warm-up times after the cold first run go to ``times``."""
-    backend = get_backend(config.backends[device])(config, slot)
+    spec = config.spec()
+    backend = get_backend(config.backends[device])(spec, slot)
     try:
         backend.load(model_path)
-        sample = warmup_inputs(config)
+        sample = warmup_inputs(spec)
         for run in range(config.warmup_runs):
             started = time.perf_counter()
             backend.run(sample)

@@ -51,11 +51,11 @@ class FpgaBackend(Backend):
 
     def load_model(self, model: onnx.ModelProto) -> None:
         """Compile and bind an in-memory model (``load`` reads one from a file)."""
-        opts = parse_options(dict(self.config.backend_options))
+        opts = parse_options(dict(self.spec.options))
         engines = (opts.engine,) if opts.engine != "auto" else ("systolic",) if opts.sim == "tile" \
             else ("systolic", "mvu")
         try:
-            compiled = compile_for(model, dict(self.config.layer_formats), opts, engines)
+            compiled = compile_for(model, dict(self.spec.layer_formats), opts, engines)
         except (ModelLoadFailed, BackendUnavailable):
             raise
         except Exception as exc:  # a compiler bug or a malformed model: still a load failure
@@ -68,11 +68,11 @@ class FpgaBackend(Backend):
         self.program, self.cfg, self.cost = fits[self.engine_name]
         alternatives = ", ".join(f"{name} {fits[name][2].cycles}" if name in fits else f"{name} cannot take it"
                                  for name in compiled)
-        log.info("%s: %s %s, %d cycles a request (%s)", self.config.name, self.engine_name, self.cfg.name(),
+        log.info("%s: %s %s, %d cycles a request (%s)", self.spec.name, self.engine_name, self.cfg.name(),
                  self.cost.cycles, alternatives)
         self.assignment = self.program.assignment
         if self.assignment is not None and self.assignment.devices > 1:
-            log.info("%s: pinned over %d devices, %s; %d cycles on the links between them", self.config.name,
+            log.info("%s: pinned over %d devices, %s; %d cycles on the links between them", self.spec.name,
                      self.assignment.devices, self.assignment.describe(), self.cost.link_cycles)
         self.engine = self._engine(opts.sim)
         self.runtime = Runtime(self.program, self.cfg, self.engine)

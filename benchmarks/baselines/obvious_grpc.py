@@ -17,10 +17,10 @@ import grpc
 import numpy as np
 import onnxruntime as ort
 
+from backends.base import ModelSpec
 from backends.cpu import CpuBackend
 from protos import inference_pb2 as pb
 from protos import inference_pb2_grpc as pb_grpc
-from serve.config import ModelConfig
 from serve.datatypes import FROM_NUMPY, NUMPY
 
 # onnxruntime's type strings for the tensors our models use.
@@ -55,7 +55,7 @@ class ObviousService(pb_grpc.GRPCInferenceServiceServicer):
 
 def session(model_path: str, threads: int = 0) -> ort.InferenceSession:
     """An onnxruntime session with exactly bwserve's CPU backend options."""
-    options = CpuBackend(ModelConfig(name="baseline", threads=threads), 0).session_options()
+    options = CpuBackend(ModelSpec(name="baseline", threads=threads), 0).session_options()
     return ort.InferenceSession(model_path, sess_options=options, providers=["CPUExecutionProvider"])
 
 

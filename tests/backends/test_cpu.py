@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from backends.base import ModelLoadFailed
+from backends.base import ModelLoadFailed, ModelSpec
 from backends.cpu import CpuBackend
-from serve.config import ModelConfig
 
 
-def _options(**backend_options):
-    return CpuBackend(ModelConfig(name="m", backend_options=backend_options), 0).session_options()
+def _options(**options):
+    return CpuBackend(ModelSpec(name="m", options=options), 0).session_options()
 
 
 @pytest.mark.parametrize("spinning, allow, stop", [("1", "1", None), ("0", "0", None), ("run", "1", "1")])
@@ -29,14 +28,14 @@ def test_default_spins_and_unknown_spinning_is_refused() -> None:
         _options(spinning="yes")
 
 
-def _loaded(tmp_path, threads: int, **backend_options) -> CpuBackend:
+def _loaded(tmp_path, threads: int, **options) -> CpuBackend:
     import onnx
 
     from models.examples import mlp
 
     path = tmp_path / "mlp.onnx"
     onnx.save(mlp.build((8, 16, 4)), path)
-    backend = CpuBackend(ModelConfig(name="m", threads=threads, backend_options=backend_options), 0)
+    backend = CpuBackend(ModelSpec(name="m", threads=threads, options=options), 0)
     backend.load(path)
     return backend
 

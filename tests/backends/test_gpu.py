@@ -9,9 +9,8 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from backends import BackendUnavailable, get_backend
+from backends import BackendUnavailable, ModelSpec, get_backend
 from backends.gpu import CUDA, TENSORRT, select_providers
-from serve.config import ModelConfig
 
 CACHE = Path("/repo/m/1/trt_cache")
 
@@ -57,7 +56,7 @@ def test_loading_on_this_cpu_machine_refuses_instead_of_running_on_the_cpu(tmp_p
 
     path = tmp_path / "model.onnx"
     onnx.save(mlp.build((8, 4)), path)
-    backend = get_backend("gpu")(ModelConfig(name="m", backend="gpu"), 0)
+    backend = get_backend("gpu")(ModelSpec(name="m"), 0)
     with pytest.raises(BackendUnavailable, match="CUDAExecutionProvider"):
         backend.load(path)
 

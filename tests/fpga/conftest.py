@@ -8,9 +8,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from backends.base import ModelSpec
 from backends.fpga import FpgaBackend
 from models.convert.onnx_io import finalize
-from serve.config import ModelConfig
 
 SHARED_MODELS = Path(__file__).resolve().parents[2].parent / "shared" / "models"
 CNTK_MNIST = SHARED_MODELS / "cntk_mnist" / "model.onnx"
@@ -18,8 +18,8 @@ CNTK_MNIST = SHARED_MODELS / "cntk_mnist" / "model.onnx"
 
 def fpga(model: onnx.ModelProto, layer_formats: dict | None = None, **options: str) -> FpgaBackend:
     """An FpgaBackend with ``model`` compiled under ``options`` (backend option strings)."""
-    backend = FpgaBackend(ModelConfig(name="m", backend="fpga", layer_formats=dict(layer_formats or {}),
-                                      backend_options={k: str(v) for k, v in options.items()}))
+    backend = FpgaBackend(ModelSpec(name="m", layer_formats=dict(layer_formats or {}),
+                                    options={k: str(v) for k, v in options.items()}))
     backend.load_model(model)
     return backend
 

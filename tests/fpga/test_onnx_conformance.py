@@ -13,7 +13,7 @@ import onnx.backend.base
 import onnx.backend.test
 
 from backends.fpga import FpgaBackend
-from serve.config import ModelConfig
+from backends.base import ModelSpec
 
 OPS = ("conv", "basic_conv", "gemm", "matmul", "batchnorm", "add", "sub", "mul", "relu", "sigmoid", "tanh", "neg",
        "maxpool", "averagepool", "globalaveragepool", "globalmaxpool", "flatten", "reshape", "transpose",
@@ -53,7 +53,7 @@ class FpgaOnnxBackend(onnx.backend.base.Backend):
     @classmethod
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs) -> _Rep:
         super().prepare(model, device, **kwargs)
-        backend = FpgaBackend(ModelConfig(name="conformance", backend="fpga", backend_options={"strict": "1"}))
+        backend = FpgaBackend(ModelSpec(name="conformance", options={"strict": "1"}))
         backend.load_model(model)
         inits = {t.name for t in model.graph.initializer}
         inputs = [v.name for v in model.graph.input if v.name not in inits]

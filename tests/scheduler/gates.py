@@ -11,8 +11,7 @@ from typing import Mapping
 
 import numpy as np
 
-from backends.base import Backend
-from serve.config import ModelConfig
+from backends.base import Backend, ModelSpec
 from serve.scheduler import ModelScheduler
 
 WAIT_S = 30.0  # only ever reached when a test is broken; never a timing assumption
@@ -24,7 +23,7 @@ class GateBackend(Backend):
     device = "gate"
 
     def __init__(self, log: list[int], gate: threading.Event, device: str = "gate", instance: int = 0) -> None:
-        super().__init__(ModelConfig(name="gated"), instance)
+        super().__init__(ModelSpec(name="gated"), instance)
         self.device = device  # per object: two gate devices can stand for cpu and fpga
         self.log = log  # shared by every instance: the global run order
         self.gate = gate

@@ -8,8 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from backends.base import Backend
-from serve.config import ModelConfig
+from backends.base import Backend, ModelSpec
 from serve.errors import DeadlineExpired, Overloaded
 from serve.scheduler import INLINE_MAX_S, ModelScheduler
 
@@ -21,7 +20,7 @@ class ThreadRecorder(Backend):
     inline_safe = True
 
     def __init__(self, gate: threading.Event | None = None) -> None:
-        super().__init__(ModelConfig(name="m"), 0)
+        super().__init__(ModelSpec(name="m"), 0)
         self.threads: list[int] = []
         self.gate = gate
 

@@ -8,8 +8,7 @@ from typing import Mapping
 import numpy as np
 import pytest
 
-from backends.base import Backend
-from serve.config import ModelConfig
+from backends.base import Backend, ModelSpec
 from serve.errors import InstanceHung
 from serve.scheduler import ModelScheduler
 
@@ -22,7 +21,7 @@ class MaybeHang(Backend):
     device = "cpu"
 
     def __init__(self, release: threading.Event, instance: int = 0) -> None:
-        super().__init__(ModelConfig(name="m"), instance)
+        super().__init__(ModelSpec(name="m"), instance)
         self.release = release
         self.closed = False
 
