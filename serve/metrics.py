@@ -23,7 +23,7 @@ import logging
 import threading
 from bisect import bisect_left
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator, Protocol
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
@@ -32,9 +32,6 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from serve.errors import STATUS
-
-if TYPE_CHECKING:
-    from serve.registry import ModelRegistry
 
 log = logging.getLogger("bwserve")
 
@@ -63,6 +60,15 @@ CODES = (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL
 # (no such model or version) and UNAVAILABLE (still loading, or the server stopping).
 NO_MODEL = ("", "", "")
 NO_MODEL_CODES = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE)
+
+
+class ServedModels(Protocol):
+    """What a scrape reads the gauges from: the registry (serve/registry.py), which itself
+    imports this module, so it is known here by what is read of it and nothing more."""
+
+    def loaded(self) -> list:
+        """The versions serving now, each with name, version, device and scheduler
+        (its queue_depth, busy and instances)."""
 
 
 class HistogramChild:
@@ -164,7 +170,7 @@ class Metrics:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self.inflight = 0  # ModelInfer calls inside the server now; event loop thread only
-        self._models: "ModelRegistry | None" = None
+        self._models: ServedModels | None = None
 
         def hist(name: str, doc: str, buckets=LATENCY_BUCKETS) -> HistogramFamily:
             return HistogramFamily(name, doc, MODEL_LABELS, buckets)
@@ -207,7 +213,7 @@ class Metrics:
             child = self.requests.labels(*NO_MODEL, code.name) if self.enabled else NOOP
         return child
 
-    def watch(self, models: "ModelRegistry") -> None:
+    def watch(self, models: ServedModels) -> None:
         """Read queue depth, busy instances and models ready from ``models`` at each scrape."""
         self._models = models
 
