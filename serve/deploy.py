@@ -6,17 +6,15 @@ the repository.
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import onnx
 
-from backends import get_backend
-from serve.config import MODEL_FILE, ModelConfig
+from serve.config import ModelConfig
 from serve.errors import InvalidModel
-from serve.preflight import check_deploy, default_name
+from serve.preflight import check_deploy, check_loads, default_name
 from serve.signature import batch_one, read_signature
 
 
@@ -92,14 +90,3 @@ def prepare(sources: Sequence[Path] | None, *, name: str | None = None, backend:
         progress(f"checking that the {backend} backend(s) load it")
         check_loads(config, model_bytes)
     return Prepared(config, model_bytes, tuple(notes))
-
-
-def check_loads(config: ModelConfig, model_bytes: bytes) -> None:
-    """Load the model once with each of its backends (raises BackendUnavailable / ModelLoadFailed)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / MODEL_FILE
-        path.write_bytes(model_bytes)
-        for device in config.backends:
-            backend = get_backend(device)(config.replace(instances=1).spec(), 0)
-            backend.load(path)
-            backend.close()

@@ -9,11 +9,12 @@ this machine lacks, or an option its backend refuses, fails here in about a seco
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from backends import BACKENDS, BackendUnavailable
-from serve.config import ModelConfig
+from backends import BACKENDS, BackendUnavailable, get_backend
+from serve.config import MODEL_FILE, ModelConfig
 from serve.errors import InvalidModel
 from serve.repository import check_name
 
@@ -77,11 +78,23 @@ def check_deploy(sources: Sequence[Path] | None, *, name: str | None, backend: s
     except ValueError as exc:
         raise InvalidModel(str(exc)) from None
     if trial_load:
-        from serve.deploy import check_loads
-
         probe = config.replace(precision="fp32")
         check_loads(probe, _one_layer_model())
     return config
+
+
+def check_loads(config: ModelConfig, model_bytes: bytes) -> None:
+    """Load the model once with each of its backends (raises BackendUnavailable / ModelLoadFailed).
+
+    Here rather than in serve/deploy.py, which calls it after conversion: the trial load
+    above needs it too, and deploy already imports this module."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / MODEL_FILE
+        path.write_bytes(model_bytes)
+        for device in config.backends:
+            backend = get_backend(device)(config.replace(instances=1).spec(), 0)
+            backend.load(path)
+            backend.close()
 
 
 def _one_layer_model() -> bytes:
