@@ -32,6 +32,14 @@ class ModelLoadFailed(RuntimeError):
     """The model file could not be loaded by this backend (corrupt, unsupported op...)."""
 
 
+class DeviceUnavailable(RuntimeError):
+    """A device the model runs on is down for now (a device process died or hung).
+
+    The message names the device and what happens next (it is being restarted): the
+    request failed whole and the client may retry; serving recovers without a reload.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceStats:
     """What a device reports about one run besides its outputs (the FPGA's cycle model)."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import grpc
 
-from backends.base import BackendUnavailable, ModelLoadFailed
+from backends.base import BackendUnavailable, DeviceUnavailable, ModelLoadFailed
 
 
 class ServeError(Exception):
@@ -65,6 +65,7 @@ STATUS: dict[type[BaseException], grpc.StatusCode] = {
     InvalidModel: grpc.StatusCode.INVALID_ARGUMENT,
     ModelLoadFailed: grpc.StatusCode.INVALID_ARGUMENT,
     BackendUnavailable: grpc.StatusCode.FAILED_PRECONDITION,
+    DeviceUnavailable: grpc.StatusCode.UNAVAILABLE,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     QueueFull: grpc.StatusCode.UNAVAILABLE,
     DeadlineExpired: grpc.StatusCode.DEADLINE_EXCEEDED,

@@ -10,7 +10,8 @@ The matrix engine is the systolic array or the matrix-vector unit (fpga option
 served on the one whose modeled latency is lower (``self.engine_name`` says which,
 and ``self.candidates`` both figures). The MVU's matrices may be pinned over several
 devices (option ``devices``): ``self.assignment`` says which device holds what, and
-``self.cost`` has each device's cycles and the links'.
+``self.cost`` has each device's cycles and the links'. With ``device_procs`` or
+``device_addrs`` each device is a process of its own (``backends.fpga.procs``).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from backends.fpga import isa, matunit, mvu
 from backends.fpga.compiler import compile_for
 from backends.fpga.cycles import ProgramCost, program_cost
 from backends.fpga.options import parse_options
+from backends.fpga.procs import DeviceProcs
 from backends.fpga.runtime import Runtime
 
 
@@ -75,7 +77,8 @@ class FpgaBackend(Backend):
             log.info("%s: pinned over %d devices, %s; %d cycles on the links between them", self.spec.name,
                      self.assignment.devices, self.assignment.describe(), self.cost.link_cycles)
         self.engine = self._engine(opts.sim)
-        self.runtime = Runtime(self.program, self.cfg, self.engine)
+        self.runtime = DeviceProcs(self.program, self.cfg, opts.device_addrs) if opts.device_procs \
+            else Runtime(self.program, self.cfg, self.engine)
         self._stats = DeviceStats(self.cost.cycles, self.cost.seconds(self.cfg), self.cost.utilisation(self.cfg))
         self._last: DeviceStats | None = None
 
@@ -109,7 +112,13 @@ class FpgaBackend(Backend):
     def last_device_stats(self) -> DeviceStats | None:
         return self._last
 
+    def cancel(self) -> None:
+        if isinstance(self.runtime, DeviceProcs):  # the in-process runtime runs to its end
+            self.runtime.cancel()
+
     def close(self) -> None:
         if isinstance(self.engine, (matunit.RtlEngine, mvu.RtlMvuEngine)):
             self.engine.close()
+        if isinstance(self.runtime, DeviceProcs):
+            self.runtime.close()
         self.runtime = None

@@ -16,6 +16,12 @@ Options (``ModelConfig.backend_options``, strings; ``serve deploy --option k=v``
 ``devices=1``        MVUs the model is pinned over (``backends.fpga.partition``), each with
                      the weight memory above, or ``auto``: the fewest that hold it. More
                      than one (or auto) chooses the MVU
+``device_procs=0|1`` 1: each device a process of its own (``backends.fpga.device``, spawned
+                     here on loopback), registers passed between them over TCP; 0 (default):
+                     every device in the server's process
+``device_addrs=H:P,...``  the devices are the processes already listening there (one
+                     address a device, in device order; e.g. pods behind a headless
+                     Service); implies ``devices`` = their number unless that is given
 ``mant_bits=N``      override the array's mantissa width chosen from the formats
 ``activations=layer_formats``  (set by ``models.quantize``) each product's input is
                      quantised in its weight's format: the only rule the device has
@@ -35,6 +41,7 @@ import re
 from dataclasses import dataclass, replace
 
 from backends.base import ModelLoadFailed
+from backends.fpga.wire import parse_address
 from hw.config import DEFAULT, MVU_PRESETS, HwConfig, MvuConfig, mvu_preset, preset
 from models.quantize.formats import Family, Format, parse_format
 from models.quantize.report import ACTIVATIONS_LIKE_WEIGHTS, ACTIVATIONS_OPTION
@@ -42,7 +49,8 @@ from models.quantize.report import ACTIVATIONS_LIKE_WEIGHTS, ACTIVATIONS_OPTION
 WIDEST = preset("ref16")
 _SIZE = re.compile(r"^\s*(\d+)\s*(KiB|MiB|GiB|k|K|M)?\s*$")
 _UNITS = {None: 1, "k": 1024, "K": 1024, "KiB": 1024, "M": 2**20, "MiB": 2**20, "GiB": 2**30}
-KNOWN = ("engine", "array", "mvu", "fpga_sim", "strict", "weight_mem", "mant_bits", "devices", ACTIVATIONS_OPTION)
+KNOWN = ("engine", "array", "mvu", "fpga_sim", "strict", "weight_mem", "mant_bits", "devices", "device_procs",
+         "device_addrs", ACTIVATIONS_OPTION)
 ENGINES = ("auto", "systolic", "mvu")
 
 
@@ -57,6 +65,8 @@ class FpgaOptions:
     weight_mem: int | None
     mant_bits: int | None
     devices: int | None = 1  # None: the fewest that hold the model
+    device_procs: bool = False  # each device a process of its own (spawned, or at device_addrs)
+    device_addrs: tuple[str, ...] | None = None  # HOST:PORT of each device process already running
 
 
 def parse_options(options: dict[str, str]) -> FpgaOptions:
@@ -68,7 +78,9 @@ def parse_options(options: dict[str, str]) -> FpgaOptions:
     if rule != ACTIVATIONS_LIKE_WEIGHTS:
         raise ModelLoadFailed(f"fpga option {ACTIVATIONS_OPTION}={rule!r}: the device quantises each product's "
                               f"input like its weights ({ACTIVATIONS_LIKE_WEIGHTS!r}) and knows no other rule")
-    devices = _devices(options.get("devices", "1"))
+    addrs = _addresses(options["device_addrs"]) if "device_addrs" in options else None
+    devices = _devices(options.get("devices", str(len(addrs)) if addrs else "1"))
+    procs = addrs is not None or options.get("device_procs", "0").strip().lower() in ("1", "true", "yes")
     # Sizing one engine and not the other chooses it, as does more than one device (only
     # the MVU is pinned over several); engine= says so outright.
     implied = "auto" if ("array" in options) == ("mvu" in options) else "systolic" if "array" in options else "mvu"
@@ -96,7 +108,10 @@ def parse_options(options: dict[str, str]) -> FpgaOptions:
             raise ModelLoadFailed(f"fpga option weight_mem={options['weight_mem']!r}: expected bytes, e.g. 8MiB")
         mem = int(m[1]) * _UNITS[m[2]]
     mant = int(options["mant_bits"]) if "mant_bits" in options else None
-    return FpgaOptions(engine, rows, cols, mvu, sim, strict, mem, mant, devices)
+    if procs and sim != "golden":
+        raise ModelLoadFailed(f"fpga option fpga_sim={sim}: device processes run the golden model "
+                              f"(device_procs, device_addrs); fpga_sim=rtl simulates one device in the server")
+    return FpgaOptions(engine, rows, cols, mvu, sim, strict, mem, mant, devices, procs, addrs)
 
 
 def _devices(text: str) -> int | None:
@@ -106,6 +121,18 @@ def _devices(text: str) -> int | None:
     if not text.strip().isdigit() or int(text) < 1:
         raise ModelLoadFailed(f"fpga option devices={text!r}: expected a number of devices (1 or more) or auto")
     return int(text)
+
+
+def _addresses(text: str) -> tuple[str, ...]:
+    """``device_addrs=HOST:PORT,HOST:PORT``: each checked, none empty."""
+    addrs = tuple(a.strip() for a in text.split(","))
+    for a in addrs:
+        try:
+            parse_address(a)
+        except ValueError as exc:
+            raise ModelLoadFailed(f"fpga option device_addrs={text!r}: {exc}; expected HOST:PORT,HOST:PORT,... "
+                                  f"(one device process each)") from None
+    return addrs
 
 
 def _mvu_shape(text: str) -> MvuConfig:
