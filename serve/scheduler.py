@@ -133,25 +133,18 @@ class ModelScheduler:
 
     async def run(self, inputs: Mapping[str, np.ndarray], deadline: float = math.inf,
                   priority: int = DEFAULT_PRIORITY) -> Result:
-        """Run one request: inline if the fast path applies, else queued (see ``run_queued``)."""
-        result = self.run_inline(inputs, deadline)
-        return result if result is not None else await self.run_queued(inputs, deadline, priority)
+        """Run one request: the service's one way in. Call from the event loop.
 
-    def run_inline(self, inputs: Mapping[str, np.ndarray], deadline: float = math.inf) -> Result | None:
-        """Run on the caller's thread (the event loop's) now if the fast path applies; else None.
-
-        The server's handler calls it before ``run_queued`` without a coroutine in
-        between, and reads the request's priority only when it has to queue.
+        Inline on the caller's thread if the fast path applies (module docstring): the
+        coroutine then returns without suspending. Otherwise queued (``submit``'s
+        refusals apply) and awaited; if the caller is cancelled meanwhile, the request
+        is taken out of the queue.
         """
-        if not self._inline_devices:
-            return None
-        submitted = time.perf_counter_ns()
-        claimed = self._claim_inline(deadline)
-        return None if claimed is None else self._run_inline(inputs, submitted, *claimed)
-
-    async def run_queued(self, inputs: Mapping[str, np.ndarray], deadline: float = math.inf,
-                         priority: int = DEFAULT_PRIORITY) -> Result:
-        """Queue one request and wait for it; if the caller is cancelled, unqueue it."""
+        if self._inline_devices:
+            submitted = time.perf_counter_ns()
+            claimed = self._claim_inline(deadline)
+            if claimed is not None:
+                return self._run_inline(inputs, submitted, *claimed)
         job = self._enqueue(inputs, deadline, priority)
         try:
             return await job.future

@@ -139,9 +139,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             inputs = model.codec.decode(request)
             names = model.codec.check_requested(request)
             decoded = perf_counter_ns()
-            result = scheduler.run_inline(inputs, deadline)
-            if result is None:
-                result = await scheduler.run_queued(inputs, deadline, priority)
+            result = await scheduler.run(inputs, deadline, priority)
             ran = perf_counter_ns()
             response = model.codec.encode(result.outputs, names, request.id)
         except asyncio.CancelledError:  # the client cancelled or its deadline passed
