@@ -129,3 +129,11 @@ class Backend(ABC):
     def last_device_stats(self) -> DeviceStats | None:
         """Device-side figures of the last ``run``; None where the device has none."""
         return None
+
+    def compiled_files(self) -> dict[str, bytes]:
+        """What ``load`` compiled, as files for the model's version folder ({path relative
+        to it: bytes}), which a later ``load`` of the same model there reads instead of
+        compiling again (``serve deploy`` and ``serve compile`` write them). Default:
+        nothing, for a device with no compile stage.
+        """
+        return {}

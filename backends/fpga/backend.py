@@ -2,8 +2,10 @@
 
 Load compiles the model once (``compiler``), pins its weights, binds the program
 (``runtime``) and computes its static cycle count (``cycles``); a request then only
-runs the bound instruction chain. ``last_device_stats`` reports the modeled device
-latency and MAC utilisation.
+runs the bound instruction chain. The compiled program is an artefact in the model's
+version folder (``artifact``, written by ``serve deploy`` and ``serve compile``): a
+load of the same model, options and compiler binds it without compiling.
+``last_device_stats`` reports the modeled device latency and MAC utilisation.
 
 The matrix engine is the systolic array or the matrix-vector unit (fpga option
 ``engine``); with ``engine=auto`` (the default) the model is pinned for both and
@@ -25,15 +27,21 @@ import onnx
 from hw.config import MvuConfig
 
 from backends.base import Backend, BackendUnavailable, DeviceStats, ModelLoadFailed
-from backends.fpga import isa, matunit, mvu
+from backends.fpga import artifact, isa, matunit, mvu
 from backends.fpga.compiler import compile_for
 from backends.fpga.cycles import ProgramCost, program_cost
 from backends.fpga.options import parse_options
 from backends.fpga.procs import DeviceProcs
 from backends.fpga.runtime import Runtime
+from backends.fpga.summary import summary
 
 
 log = logging.getLogger("bwserve.fpga")
+
+
+def _engines(opts) -> tuple[str, ...]:
+    """The engines a model is compiled for: the one asked for, or both (auto)."""
+    return (opts.engine,) if opts.engine != "auto" else ("systolic",) if opts.sim == "tile" else ("systolic", "mvu")
 
 
 def _cost(program: isa.Program, cfg) -> ProgramCost:
@@ -45,19 +53,42 @@ class FpgaBackend(Backend):
     device = "fpga"
 
     def load(self, model_path: Path) -> None:
+        """Bind the compiled artefact in the model's version folder if it is this model's
+        for these options and this compiler (``artifact``), else compile; a missing or
+        unreadable artefact is logged, never a load failure."""
+        model_path = Path(model_path)
         try:
-            model = onnx.load(str(model_path))
+            data = model_path.read_bytes()
+            model = onnx.load_model_from_string(data)
         except Exception as exc:  # protobuf's decode errors are untyped
-            raise ModelLoadFailed(f"cannot read {Path(model_path).name}: {exc}") from exc
-        self.load_model(model)
+            raise ModelLoadFailed(f"cannot read {model_path.name}: {exc}") from exc
+        opts = parse_options(dict(self.spec.options))
+        self.artifact_key = artifact.key(data, dict(self.spec.layer_formats), opts, _engines(opts))
+        try:
+            compiled = artifact.read(model_path.parent, self.artifact_key)
+        except artifact.Unreadable as exc:
+            log.warning("%s: %s; compiling", self.spec.name, exc)
+            compiled = None
+        if compiled is None:
+            log.info("%s: no compiled artefact %s in %s: compiling", self.spec.name, self.artifact_key,
+                     model_path.parent)
+            compiled = self._compile(model, opts)
+        self._bind(compiled, opts)
 
     def load_model(self, model: onnx.ModelProto) -> None:
-        """Compile and bind an in-memory model (``load`` reads one from a file)."""
+        """Compile and bind an in-memory model (``load`` reads one from a file, or its artefact)."""
         opts = parse_options(dict(self.spec.options))
-        engines = (opts.engine,) if opts.engine != "auto" else ("systolic",) if opts.sim == "tile" \
-            else ("systolic", "mvu")
+        self.artifact_key = artifact.key(model.SerializeToString(), dict(self.spec.layer_formats), opts,
+                                         _engines(opts))
+        self._bind(self._compile(model, opts), opts)
+
+    def compiled_files(self) -> dict[str, bytes]:
+        """The compiled program, its pinned weights and cycle table as artefact files."""
+        return artifact.files(self.compiled, self.artifact_key, summary(self.compiled))
+
+    def _compile(self, model: onnx.ModelProto, opts) -> artifact.Compiled:
         try:
-            compiled = compile_for(model, dict(self.spec.layer_formats), opts, engines)
+            compiled = compile_for(model, dict(self.spec.layer_formats), opts, _engines(opts))
         except (ModelLoadFailed, BackendUnavailable):
             raise
         except Exception as exc:  # a compiler bug or a malformed model: still a load failure
@@ -65,11 +96,16 @@ class FpgaBackend(Backend):
         fits = {name: (*c, _cost(*c)) for name, c in compiled.items() if not isinstance(c, ModelLoadFailed)}
         if not fits:
             raise ModelLoadFailed("; ".join(f"{name}: {why}" for name, why in compiled.items()))
-        self.candidates = {name: cost for name, (_, _, cost) in fits.items()}
-        self.engine_name = min(fits, key=lambda name: fits[name][2].cycles)
-        self.program, self.cfg, self.cost = fits[self.engine_name]
-        alternatives = ", ".join(f"{name} {fits[name][2].cycles}" if name in fits else f"{name} cannot take it"
-                                 for name in compiled)
+        best = min(fits, key=lambda name: fits[name][2].cycles)
+        return artifact.Compiled(best, *fits[best], {name: cost for name, (_, _, cost) in fits.items()},
+                                 {name: str(why) for name, why in compiled.items() if name not in fits})
+
+    def _bind(self, compiled: artifact.Compiled, opts) -> None:
+        self.compiled = compiled
+        self.candidates, self.engine_name = compiled.candidates, compiled.engine
+        self.program, self.cfg, self.cost = compiled.program, compiled.cfg, compiled.cost
+        alternatives = ", ".join([f"{name} {cost.cycles}" for name, cost in self.candidates.items()]
+                                 + [f"{name} cannot take it" for name in compiled.refused])
         log.info("%s: %s %s, %d cycles a request (%s)", self.spec.name, self.engine_name, self.cfg.name(),
                  self.cost.cycles, alternatives)
         self.assignment = self.program.assignment

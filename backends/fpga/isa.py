@@ -84,8 +84,9 @@ class MvuWeights:
     n: int
     shape: Any
     # Each group's mantissas as the golden model's exact float64 BLAS operand
-    # (``hw.mvu.golden.weight_operand``), made once with the weights.
-    blas_operands: tuple[np.ndarray, ...] = field(repr=False, default=())
+    # (``hw.mvu.golden.weight_operand``), made once with the weights; derived, so a
+    # compiled artefact does not store it (``backends.fpga.artifact``).
+    blas_operands: tuple[np.ndarray, ...] = field(repr=False, default=(), metadata={"derived": True})
 
     @property
     def words(self) -> int:

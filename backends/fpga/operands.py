@@ -94,12 +94,19 @@ def encode_vectors(cfg: HwConfig, fmt: Format | None, x: np.ndarray) -> tuple[np
     return mant, exp
 
 
-def encode_mvu_weights(cfg: MvuConfig, fmt: Format | None, w: np.ndarray) -> MvuWeights:
-    """Weights ``w`` (G, K, N) for the MVU: one row per output, blocks along K."""
+def encode_mvu_weights(cfg: MvuConfig, fmt: Format | None, w: np.ndarray, whole_n: int = 0) -> MvuWeights:
+    """Weights ``w`` (G, K, N) for the MVU: one row per output, blocks along K; a row
+    slice of a product of ``whole_n`` outputs is laid out with the whole's K-split."""
     g, k, n = w.shape
     mant, exp = encode_rows(cfg, fmt, np.swapaxes(w, 1, 2))  # (G, N, Kp), (G, N, Kp/block)
-    return MvuWeights(np.ascontiguousarray(mant), np.ascontiguousarray(exp), k, n, mvu_cycles.best_shape(cfg, n, k),
-                      tuple(golden.weight_operand(cfg, m) for m in mant))
+    return MvuWeights(np.ascontiguousarray(mant), np.ascontiguousarray(exp), k, n,
+                      mvu_cycles.best_shape(cfg, n, k, whole_n), blas_operands(cfg, mant))
+
+
+def blas_operands(cfg: MvuConfig, mant: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``MvuWeights.blas_operands`` of mantissas ``mant`` (G, N, Kp): each group's exact
+    float64 operand of the golden model."""
+    return tuple(golden.weight_operand(cfg, m) for m in mant)
 
 
 def encode_any_weights(cfg: Config, fmt: Format | None, w: np.ndarray) -> WeightTiles | MvuWeights:
@@ -115,3 +122,8 @@ def tile_count(cfg: HwConfig, groups: int, k: int, n: int) -> int:
 def tile_bytes(cfg: HwConfig, tiles: int) -> int:
     """On-chip bytes ``tiles`` weight tiles take (mantissas plus shared exponents)."""
     return int(np.ceil(tiles * cfg.rows * cfg.cols * cfg.weight_bits / 8))
+
+
+def mvu_bytes(cfg: MvuConfig, words: int) -> int:
+    """On-chip bytes ``words`` weight words take in every tile engine of one MVU."""
+    return -(-int(words * cfg.tiles * cfg.dpes * cfg.lanes * cfg.weight_bits) // 8)

@@ -1,0 +1,159 @@
+"""The compiled program as an artefact in the version folder (issue 20, item 4).
+
+A load of a model whose artefact matches binds it without compiling (``compile_for``
+is not called: a counting spy around the real function), and serves outputs bit for
+bit the freshly compiled program's; another key, or a damaged artefact, compiles again.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from backends.base import ModelSpec
+from backends.fpga import FpgaBackend, artifact, backend as fpga_backend, isa
+from tests.fpga.test_compiler import _host_sandwich
+from tests.fpga.test_devices import MODELS, _memory, _one_big, _words
+
+MODEL_FILE = "model.onnx"
+MVU = {"mvu": "tiny", "weight_mem": "1MiB"}  # a small MVU that holds the MLP
+
+
+def _mlp():
+    from models.examples import mlp
+
+    return mlp.build((64, 48, 40, 32, 10))
+
+
+@pytest.fixture
+def compiles(monkeypatch):
+    """How many times the real ``compile_for`` ran since the fixture was made."""
+    calls = []
+    real = fpga_backend.compile_for
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fpga_backend, "compile_for", spy)
+    return calls
+
+
+def _load(folder, **options) -> FpgaBackend:
+    backend = FpgaBackend(ModelSpec(name="m", options={k: str(v) for k, v in options.items()}))
+    backend.load(folder / MODEL_FILE)
+    return backend
+
+
+def _deploy(folder, model, **options) -> FpgaBackend:
+    """What deploy does: the model in a version folder, loaded once, its artefact written."""
+    (folder / MODEL_FILE).write_bytes(model.SerializeToString())
+    first = _load(folder, **options)
+    artifact.write(folder, first.compiled_files())
+    return first
+
+
+def _same_outputs(a: FpgaBackend, b: FpgaBackend, feeds: dict) -> None:
+    want, got = a.run(feeds), b.run(feeds)
+    assert want.keys() == got.keys() and all(np.array_equal(want[k], got[k]) for k in want)
+
+
+def _mvu_over_devices(rng):
+    """A GRU over devices that each hold its largest matrix, not two (as test_devices)."""
+    make, mvu, name, shape = MODELS["gru"]
+    model = make(rng)
+    big = _one_big(model, mvu)
+    options = {"mvu": mvu, "devices": "auto", "weight_mem": _memory(big, max(_words(big)))}
+    return model, options, {name: rng.standard_normal(shape).astype(np.float32)}
+
+
+CASES = {
+    "systolic": lambda rng: (_mlp(), {"array": "16x16"}, {"input": rng.standard_normal((1, 64)).astype(np.float32)}),
+    "mvu": lambda rng: (_mlp(), MVU, {"input": rng.standard_normal((1, 64)).astype(np.float32)}),
+    "auto-with-host-partition": lambda rng: (_host_sandwich(rng), {},
+                                             {"x": rng.standard_normal((1, 30)).astype(np.float32)}),
+    "mvu-over-devices": _mvu_over_devices,
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_second_load_binds_the_artefact_without_compiling_and_agrees_bit_for_bit(case, tmp_path, rng, compiles):
+    model, options, feeds = CASES[case](rng)
+    compiles.clear()  # the case's own sizing compiles (mvu-over-devices) are not the loads'
+    fresh = _deploy(tmp_path, model, **options)
+    assert len(compiles) == 1
+    loaded = _load(tmp_path, **options)
+    assert len(compiles) == 1  # the second load compiled nothing
+    assert (loaded.engine_name, loaded.cfg, loaded.cost) == (fresh.engine_name, fresh.cfg, fresh.cost)
+    assert loaded.candidates == fresh.candidates and loaded.program.body == fresh.program.body
+    assert loaded.program.assignment == fresh.program.assignment
+    for _ in range(3):
+        _same_outputs(fresh, loaded, feeds)
+        feeds = {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in feeds.items()}
+    if case == "mvu-over-devices":
+        assert len(set(loaded.assignment.homes)) >= 2
+    if case == "auto-with-host-partition":
+        assert loaded.program.host_parts and any(isinstance(i, isa.HostCall) for i in loaded.program.body)
+
+
+@pytest.mark.parametrize("other", [{"array": "8x8"}, MVU, {"array": "16x16", "mant_bits": "12"}])
+def test_another_key_compiles_again(other, tmp_path, rng, compiles):
+    _deploy(tmp_path, _mlp(), array="16x16")
+    backend = _load(tmp_path, **other)
+    assert len(compiles) == 2
+    assert backend.engine_name == ("mvu" if "mvu" in other else "systolic")
+    _load(tmp_path, array="16x16", fpga_sim="tile")  # the simulator alone is no other program
+    assert len(compiles) == 2
+
+
+def _artefact(folder):
+    (json_path,) = (folder / artifact.FOLDER).glob("fpga-*.json")
+    return json_path, json_path.with_suffix(".npz")
+
+
+def _truncate_npz(folder):
+    npz = _artefact(folder)[1]
+    npz.write_bytes(npz.read_bytes()[:100])
+
+
+def _foreign_class(folder):
+    """A swapped JSON that names a class outside the program's modules (and fixes its hash)."""
+    json_path, _ = _artefact(folder)
+    doc = json.loads(json_path.read_bytes())
+    doc["compiled"]["d"][0][1] = {"dc": "subprocess:Popen", "f": {"args": ["true"]}}
+    json_path.write_text(json.dumps(doc))
+
+
+def _not_json(folder):
+    _artefact(folder)[0].write_bytes(b"\x80not json")
+
+
+@pytest.mark.parametrize("damage", [_truncate_npz, _foreign_class, _not_json])
+def test_a_damaged_artefact_compiles_again_with_a_log_line(damage, tmp_path, rng, compiles, caplog):
+    fresh = _deploy(tmp_path, _mlp(), **MVU)
+    damage(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="bwserve.fpga"):
+        again = _load(tmp_path, **MVU)
+    assert len(compiles) == 2
+    assert any("unreadable" in r.getMessage() and "compiling" in r.getMessage() for r in caplog.records)
+    _same_outputs(fresh, again, {"input": rng.standard_normal((1, 64)).astype(np.float32)})
+
+
+def test_the_artefact_is_json_and_arrays_without_pickle(tmp_path):
+    _deploy(tmp_path, _mlp(), **MVU)
+    json_path, npz_path = _artefact(tmp_path)
+    doc = json.loads(json_path.read_bytes())
+    assert doc["summary"]["instructions"] == sum(doc["summary"]["by_kind"].values()) > 0
+    with np.load(npz_path, allow_pickle=False) as z:
+        assert all(z[name].dtype != object for name in z.files)
+
+
+def test_a_changed_model_file_is_another_key(tmp_path, compiles):
+    _deploy(tmp_path, _mlp(), **MVU)
+    from models.examples import mlp
+
+    (tmp_path / MODEL_FILE).write_bytes(mlp.build((64, 48, 40, 32, 10), seed=1).SerializeToString())
+    _load(tmp_path, **MVU)
+    assert len(compiles) == 2
