@@ -36,7 +36,7 @@ from serve.datatypes import NUMPY
 from serve.deploy import prepare
 from serve.metrics import Metrics, ModelMetrics
 from serve.repository import ModelRepository
-from serve.instances import Result
+from serve.pool import Result
 from serve.stats import ModelStats
 
 SIDES = ("off", "on")

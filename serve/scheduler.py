@@ -6,7 +6,9 @@ request goes to the device where it is predicted to finish first, is queued
 there (ordered by priority class, then earliest deadline, then arrival), and the
 first free worker of that device takes it at once. Workers run the backend
 outside every lock and hand results back with ``call_soon_threadsafe``, so the
-event loop never blocks on a device.
+event loop never blocks on a device. One device's instances, queue and estimates
+are an ``InstancePool`` (serve/pool.py): this module decides, the pool's methods
+make every change to its state, under this scheduler's lock.
 
 The flow per request (STYLE 12) is door -> schedule -> execute -> update:
 - door (``admit``, on the event loop, before the request is decoded): the same
@@ -60,7 +62,7 @@ import numpy as np
 from backends.base import Backend
 from serve.admission import RESPONSE_SLACK
 from serve.errors import DeadlineExpired, Overloaded, QueueFull, ShuttingDown
-from serve.instances import INLINE, Device, Job, Result, deliver, group
+from serve.pool import INLINE, InstancePool, Job, Result, deliver, group
 from serve.watchdog import Watchdog
 
 DEFAULT_PRIORITY = 100  # requests without a `priority` parameter; smaller runs first
@@ -88,25 +90,25 @@ class ModelScheduler:
         self.max_queue_size = max_queue_size
         self.admission_control = admission_control
         self._lock = threading.Lock()
-        self.devices = [Device(group[0].device, group, self._lock) for group in group(instances)]
-        self.instances = [b for device in self.devices for b in device.instances]
+        self.pools = [InstancePool(g[0].device, g, self._lock, LOAD_HOLD_S) for g in group(instances)]  # per device
+        self.instances = [b for pool in self.pools for b in pool.instances]
         self._queued = 0  # over every device; bounded by max_queue_size
         self._seq = itertools.count()
         self._closing = False
         # Devices whose requests may run inline (module docstring); emptied for good when
         # an inline run hangs.
-        self._inline_devices = [d for d in self.devices if d.instances[0].inline_safe and len(d.instances) == 1]
+        self._inline_pools = [p for p in self.pools if p.instances[0].inline_safe and len(p.instances) == 1]
         self._threads: dict[tuple[int, int], threading.Thread] = {}
-        for index, device in enumerate(self.devices):
-            for slot, backend in enumerate(device.instances):
+        for index, pool in enumerate(self.pools):
+            for slot, backend in enumerate(pool.instances):
                 self._start_worker(index, slot, backend)
         self._watchdog = None if spawn is None or hang_timeout_s is None else Watchdog(
-            name, self.devices, self._lock, hang_timeout_s, spawn, self._install, self._stop_inlining)
+            name, self.pools, self._lock, hang_timeout_s, spawn, self._install, self._stop_inlining)
 
     def _start_worker(self, index: int, slot: int, backend: Backend) -> None:
-        device = self.devices[index]
-        thread = threading.Thread(target=self._work, args=(device, slot, backend, device.generation[slot]),
-                                  daemon=True, name=f"{self.name}-{device.name}-{slot}")
+        pool = self.pools[index]
+        thread = threading.Thread(target=self._work, args=(pool, slot, backend, pool.generation[slot]),
+                                  daemon=True, name=f"{self.name}-{pool.name}-{slot}")
         self._threads[index, slot] = thread
         thread.start()
 
@@ -118,7 +120,7 @@ class ModelScheduler:
     @property
     def busy(self) -> int:
         """Instances running a request now, over every device."""
-        return sum(device.busy for device in self.devices)
+        return sum(pool.busy for pool in self.pools)
 
     # -- schedule ---------------------------------------------------------
 
@@ -140,7 +142,7 @@ class ModelScheduler:
         refusals apply) and awaited; if the caller is cancelled meanwhile, the request
         is taken out of the queue.
         """
-        if self._inline_devices:
+        if self._inline_pools:
             submitted = time.perf_counter_ns()
             claimed = self._claim_inline(deadline)
             if claimed is not None:
@@ -166,13 +168,13 @@ class ModelScheduler:
                 raise QueueFull(f"model '{self.name}' has {self._queued} requests queued "
                                 f"(max_queue_size {self.max_queue_size}); retry later")
             now = time.monotonic()
-            device, ahead, finish = self._best(key, now)
+            pool, ahead, finish = self._best(key, now)
             if deadline != math.inf and finish > (1 - RESPONSE_SLACK) * (deadline - now):
-                raise self._refusal(device, ahead, finish, deadline - now)
-            job = Job(key, deadline, inputs, loop.create_future(), loop, time.perf_counter_ns(), device)
-            device.queue.insert(key, job, ahead)
+                raise self._refusal(pool, ahead, finish, deadline - now)
+            job = Job(key, deadline, inputs, loop.create_future(), loop, time.perf_counter_ns(), pool)
+            pool.queue.insert(key, job, ahead)
             self._queued += 1
-            device.cv.notify()
+            pool.cv.notify()
         return job
 
     def admit(self, deadline: float, priority: int = DEFAULT_PRIORITY) -> None:
@@ -187,40 +189,38 @@ class ModelScheduler:
             return
         with self._lock:
             now = time.monotonic()
-            device, ahead, finish = self._best((priority, deadline, math.inf), now)
+            pool, ahead, finish = self._best((priority, deadline, math.inf), now)
             if finish > (1 - RESPONSE_SLACK) * (deadline - now):
-                raise self._refusal(device, ahead, finish, deadline - now, "door")
+                raise self._refusal(pool, ahead, finish, deadline - now, "door")
 
-    def _best(self, key, now: float) -> tuple[Device, int, float]:
-        """(device, requests ahead there, predicted finish) for a request queued with ``key``. Under the lock."""
-        device, ahead, finish = self.devices[0], 0, math.inf
-        for candidate in self.devices:  # earliest predicted finish wins; ties go to the first
+    def _best(self, key, now: float) -> tuple[InstancePool, int, float]:
+        """(pool, requests ahead there, predicted finish) for a request queued with ``key``. Under the lock."""
+        pool, ahead, finish = self.pools[0], 0, math.inf
+        for candidate in self.pools:  # earliest predicted finish wins; ties go to the first
             position = candidate.queue.position(key)
             predicted = candidate.predict(position, now)
             if predicted < finish:
-                device, ahead, finish = candidate, position, predicted
-        return device, ahead, finish
+                pool, ahead, finish = candidate, position, predicted
+        return pool, ahead, finish
 
-    def _claim_inline(self, deadline: float) -> tuple[Device, int] | None:
+    def _claim_inline(self, deadline: float) -> tuple[InstancePool, int] | None:
         """An idle instance to run on the loop's thread now, marked busy; None: queue instead."""
         with self._lock:
             if self._queued or self._closing:
                 return None
             now = time.monotonic()
-            for device in self._inline_devices:
-                if device.busy or now < device.loaded_until or not 0 < device.run_time.estimate <= INLINE_MAX_S:
+            for pool in self._inline_pools:
+                if pool.busy or now < pool.loaded_until or not 0 < pool.run_time.estimate <= INLINE_MAX_S:
                     continue
-                service = device.estimator.estimate
+                service = pool.estimator.estimate
                 if deadline != math.inf and service > (1 - RESPONSE_SLACK) * (deadline - now):
-                    raise self._refusal(device, 0, service, deadline - now)
-                device.busy = 1
-                device.started[0] = now
-                device.current[0] = INLINE
-                return device, 0
+                    raise self._refusal(pool, 0, service, deadline - now)
+                pool.start(0, INLINE, now)
+                return pool, 0
         return None
 
-    def _run_inline(self, inputs: Mapping[str, np.ndarray], submitted: int, device: Device, slot: int) -> Result:
-        backend = device.instances[slot]
+    def _run_inline(self, inputs: Mapping[str, np.ndarray], submitted: int, pool: InstancePool, slot: int) -> Result:
+        backend = pool.instances[slot]
         start = time.perf_counter_ns()
         try:
             outputs = backend.run(inputs)
@@ -228,83 +228,68 @@ class ModelScheduler:
             stats = backend.last_device_stats()
         finally:
             with self._lock:
-                retired = device.current[slot] is not INLINE  # the watchdog found it hung (so there is one)
+                retired = pool.current[slot] is not INLINE  # the watchdog found it hung (so there is one)
                 if not retired:
-                    device.estimator.add(time.monotonic() - device.started[slot])
-                    device.run_time.add((time.perf_counter_ns() - start) / 1e9)
-                    device.busy -= 1
-                    device.started[slot] = 0.0
-                    device.current[slot] = None
+                    pool.finish(slot, time.monotonic(), (time.perf_counter_ns() - start) / 1e9)
             if retired:  # cancelled, or ended late: it fails as a hung worker's request does
                 backend.close()
-                raise self._watchdog.hung(device, slot, (time.perf_counter_ns() - start) / 1e9, " on the event loop")
-        return Result(outputs, start - submitted, end - start, backend.instance, stats, device.name)
+                raise self._watchdog.hung(pool, slot, (time.perf_counter_ns() - start) / 1e9, " on the event loop")
+        return Result(outputs, start - submitted, end - start, backend.instance, stats, pool.name)
 
-    def _refusal(self, device: Device, ahead: int, finish: float, allowed: float,
+    def _refusal(self, pool: InstancePool, ahead: int, finish: float, allowed: float,
                  stage: str = "scheduler") -> Exception:
         if allowed <= 0:
             return DeadlineExpired(f"deadline already passed {-allowed * 1e3:.2f} ms before queueing; not run",
                                    stage)
         return Overloaded(
             f"model '{self.name}' would finish in {finish * 1e3:.2f} ms ({ahead} queued ahead on "
-            f"{device.name}, {device.estimator.estimate * 1e3:.2f} ms each on {len(device.instances)} "
+            f"{pool.name}, {pool.estimator.estimate * 1e3:.2f} ms each on {len(pool.instances)} "
             f"instance(s)); the deadline allows {allowed * 1e3:.2f} ms, "
             f"{(1 - RESPONSE_SLACK) * allowed * 1e3:.2f} ms of it for queue and run", stage)
 
     def _withdraw(self, job: Job) -> None:
         with self._lock:
-            if job.device.queue.remove(job.key) is not None:
+            if job.pool.queue.remove(job.key) is not None:
                 self._queued -= 1
 
     # -- execute and update -----------------------------------------------
 
-    def _work(self, device: Device, slot: int, backend: Backend, generation: int) -> None:
-        cv = device.cv
+    def _work(self, pool: InstancePool, slot: int, backend: Backend, generation: int) -> None:
+        cv = pool.cv
         while True:
             with cv:
-                while not device.queue and device.generation[slot] == generation:
+                while not pool.queue and pool.generation[slot] == generation:
                     if self._closing:
                         return
                     cv.wait()
-                if device.generation[slot] != generation:  # retired idle: an inline run on it hung
+                if pool.generation[slot] != generation:  # retired idle: an inline run on it hung
                     cv.notify()  # the wake-up was meant for a worker that serves
                     return
-                job = device.queue.pop()
+                job, busy = pool.take(slot, time.monotonic())  # busy: the backend's mode for load
                 self._queued -= 1
-                now = time.monotonic()
-                if device.queue:  # others wait behind it: the device is under load
-                    device.loaded_until = now + LOAD_HOLD_S
-                busy = now < device.loaded_until  # the backend's mode for load
-                device.busy += 1
-                device.started[slot] = now
-                device.current[slot] = job
-            run_s = self._execute(backend, device.name, job, busy)
+            run_s = self._execute(backend, pool.name, job, busy)
             with cv:
-                if device.generation[slot] != generation:  # retired as hung while it ran
+                if pool.generation[slot] != generation:  # retired as hung while it ran
                     break
-                if run_s is not None:  # the instance's whole turn, hand-offs included: what the next waits for
-                    device.estimator.add(time.monotonic() - device.started[slot])
-                    if not (busy and backend.busy_mode):  # the inline decision asks about ``run`` alone
-                        device.run_time.add(run_s)
-                device.busy -= 1
-                device.started[slot] = 0.0
-                device.current[slot] = None
+                # If it ran: the instance's whole turn, hand-offs included, is what the next waits
+                # for; the inline decision asks about ``run`` alone, not ``run_busy``.
+                ran = run_s is not None
+                pool.finish(slot, time.monotonic() if ran else None,
+                            run_s if ran and not (busy and backend.busy_mode) else None)
         backend.close()  # its replacement serves in this slot now; its late result was dropped
 
     def _install(self, index: int, slot: int, backend: Backend) -> None:
         """Put the watchdog's replacement in a retired slot, free the slot and start its worker."""
-        device = self.devices[index]
+        pool = self.pools[index]
         with self._lock:
-            device.instances[slot] = backend
-            device.started[slot] = 0.0
-            device.busy -= 1
-            self.instances = [b for d in self.devices for b in d.instances]
+            pool.install(slot, backend)
+            self.instances = [b for p in self.pools for b in p.instances]
             self._start_worker(index, slot, backend)
-            device.cv.notify_all()
+            pool.cv.notify_all()
 
     def _stop_inlining(self) -> None:
         """An inline run hung: run nothing on the event loop any more (the watchdog's module docstring)."""
-        self._inline_devices = []
+        self._inline_pools = []
 
     @staticmethod
     def _execute(backend: Backend, device: str, job: Job, busy: bool = False) -> float | None:
@@ -332,8 +317,7 @@ class ModelScheduler:
     def record_compute(self, device: int, seconds: float) -> None:
         """Feed a compute time measured outside serving (warm-up) to a device's estimate."""
         with self._lock:
-            self.devices[device].estimator.add(seconds)
-            self.devices[device].run_time.add(seconds)
+            self.pools[device].record(seconds)
 
     def close(self, timeout: float | None = None) -> bool:
         """Stop accepting, let the workers finish what is queued, join them. Blocking.
@@ -344,8 +328,8 @@ class ModelScheduler:
             self._closing = True
             if self._watchdog is not None:
                 self._watchdog.stop()
-            for device in self.devices:
-                device.cv.notify_all()
+            for pool in self.pools:
+                pool.cv.notify_all()
         deadline = None if timeout is None else time.monotonic() + timeout
         threads = list(self._threads.values())
         for thread in threads:

@@ -16,7 +16,7 @@ from protos import inference_pb2 as pb
 from serve.metrics import ModelMetrics
 
 if TYPE_CHECKING:
-    from serve.instances import Result
+    from serve.pool import Result
 
 
 class ModelStats:

@@ -9,9 +9,9 @@ requests. Its request fails once it stops, and the model runs nothing inline any
 more: the inputs that hung it may come again, and on a worker a hang blocks one
 instance, not the server.
 
-The watchdog shares the scheduler's ``Device`` state (serve/instances.py), under
-the model's lock. Retiring a slot bumps ``Device.generation`` and clears
-``Device.current``: the slot's worker (``ModelScheduler._work``) sees its
+The watchdog shares the scheduler's ``InstancePool`` state (serve/pool.py), under
+the model's lock. Retiring a slot (``InstancePool.retire``) bumps its generation
+and clears its current run: the slot's worker (``ModelScheduler._work``) sees its
 generation change and exits, and an inline run (``ModelScheduler._run_inline``)
 sees ``current`` is no longer ``INLINE`` and fails its own request with
 ``Watchdog.hung``. A retired slot looks busy until the scheduler's ``install``
@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 
 from backends.base import Backend
 from serve.errors import InstanceHung
-from serve.instances import INLINE, Device, deliver
+from serve.pool import INLINE, InstancePool, deliver
 
 log = logging.getLogger("bwserve")
 
@@ -38,12 +38,12 @@ class Watchdog:
     it; ``stop_inlining()`` keeps the model off the event loop for good.
     """
 
-    def __init__(self, model: str, devices: Sequence[Device], lock: threading.Lock, timeout_s: float,
+    def __init__(self, model: str, pools: Sequence[InstancePool], lock: threading.Lock, timeout_s: float,
                  spawn: Callable[[int, int], Backend], install: Callable[[int, int, Backend], None],
                  stop_inlining: Callable[[], None]) -> None:
         self.model = model
         self.timeout_s = timeout_s
-        self._devices = devices
+        self._pools = pools
         self._lock = lock
         self._spawn = spawn
         self._install = install
@@ -55,10 +55,10 @@ class Watchdog:
         """End the thread after its current round; a replacement being spawned is still installed."""
         self._stopped = True
 
-    def hung(self, device: Device, slot: int, ran_s: float, where: str = "") -> InstanceHung:
+    def hung(self, pool: InstancePool, slot: int, ran_s: float, where: str = "") -> InstanceHung:
         """The error a retired run's request fails with; ``where`` says where it ran."""
         return InstanceHung(
-            f"model '{self.model}': {device.name} instance {slot} ran for {ran_s:.1f} s{where}, over the "
+            f"model '{self.model}': {pool.name} instance {slot} ran for {ran_s:.1f} s{where}, over the "
             f"{self.timeout_s:g} s limit; the instance is being replaced, retry")
 
     def _watch(self) -> None:
@@ -68,32 +68,29 @@ class Watchdog:
                 self._replace(index, slot, job, ran_s)
 
     def _retire_overdue(self) -> list[tuple[int, int, object, float]]:
-        """Retire every run over the limit; (device index, slot, its job or INLINE, seconds run) each."""
+        """Retire every run over the limit; (pool index, slot, its job or INLINE, seconds run) each."""
         hung = []
         with self._lock:
             now = time.monotonic()
-            for index, device in enumerate(self._devices):
-                for slot, started in enumerate(device.started):
-                    if started and now - started > self.timeout_s and device.current[slot] is not None:
-                        device.generation[slot] += 1
-                        hung.append((index, slot, device.current[slot], now - started))
-                        device.current[slot] = None
-                        device.started[slot] = now  # busy until replaced
+            for index, pool in enumerate(self._pools):
+                for slot, started in enumerate(pool.started):
+                    if started and now - started > self.timeout_s and pool.current[slot] is not None:
+                        hung.append((index, slot, pool.retire(slot, now), now - started))
         return hung
 
     def _replace(self, index: int, slot: int, job: object, ran_s: float) -> None:
         """Fail a retired run's request, ask the run to stop, and start a fresh instance in its slot."""
-        device = self._devices[index]
-        log.error("model %s: %s instance %d hung for %.1f s%s; replacing it", self.model, device.name,
+        pool = self._pools[index]
+        log.error("model %s: %s instance %d hung for %.1f s%s; replacing it", self.model, pool.name,
                   slot, ran_s, " inline, on the event loop" if job is INLINE else "")
         if job is INLINE:  # the loop's thread fails its request once the run stops
             self._stop_inlining()
         else:
-            deliver(job, None, self.hung(device, slot, ran_s))
-        device.instances[slot].cancel()  # only this thread replaces it: still the hung one
+            deliver(job, None, self.hung(pool, slot, ran_s))
+        pool.instances[slot].cancel()  # only this thread replaces it: still the hung one
         try:
             backend = self._spawn(index, slot)
         except Exception as exc:  # the slot stays busy: one instance fewer, the rest serve
-            log.error("model %s: cannot replace %s instance %d: %s", self.model, device.name, slot, exc)
+            log.error("model %s: cannot replace %s instance %d: %s", self.model, pool.name, slot, exc)
             return
         self._install(index, slot, backend)

@@ -27,7 +27,7 @@ def test_requests_go_to_the_device_predicted_to_finish_first() -> None:
             rest.append(s.submit(tag(2)))
             await rig.started(rig.groups[0][0])
             rest.append(s.submit(tag(3)))
-            assert [d.queue_depth for d in s.devices] == [0, 2]
+            assert [d.queue_depth for d in s.pools] == [0, 2]
             rig.gate.set()
             return await asyncio.gather(first, *rest)
 
@@ -77,7 +77,7 @@ def test_deploy_on_cpu_and_null_serves_from_the_faster_cpu(tmp_path: Path, digit
     assert config.backend == "cpu" and config.devices == ("cpu", "null")
     with ServerThread(ServerConfig(repo=repo.root, port=0, metrics_port=None)) as handle:
         model = handle.server.registry.get("digits")
-        assert model.device == "cpu,null" and [d.name for d in model.scheduler.devices] == ["cpu", "null"]
+        assert model.device == "cpu,null" and [d.name for d in model.scheduler.pools] == ["cpu", "null"]
         with grpcclient.InferenceServerClient(handle.address) as client:
             for i in range(5):
                 x, label = digits_sample(i)

@@ -99,7 +99,7 @@ def test_runs_under_load_use_run_busy_until_the_load_has_passed(rig) -> None:
     backend.__class__ = BusyGate
     backend.modes = []
     s = rig.scheduler
-    device = s.devices[0]
+    device = s.pools[0]
 
     async def main():
         first = s.submit(tag(0))  # alone: run

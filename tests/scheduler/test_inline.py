@@ -150,9 +150,9 @@ def test_decision_reads_the_run_not_the_turn_with_its_hand_offs() -> None:
     backend = ThreadRecorder()
     scheduler = _scheduler(backend, INLINE_MAX_S / 3)
     for _ in range(20):  # turns slowed by hand-offs on a busy machine: the admission estimate
-        scheduler.devices[0].estimator.add(INLINE_MAX_S * 3)
+        scheduler.pools[0].estimator.add(INLINE_MAX_S * 3)
     try:
-        assert scheduler.devices[0].estimator.estimate > INLINE_MAX_S
+        assert scheduler.pools[0].estimator.estimate > INLINE_MAX_S
         assert _ran_on_loop(scheduler, backend)
     finally:
         scheduler.close()
@@ -194,7 +194,7 @@ def test_several_instances_run_on_their_workers_in_parallel() -> None:
 def test_nothing_runs_inline_while_the_device_is_under_load() -> None:
     backend = ThreadRecorder()
     scheduler = _scheduler(backend, INLINE_MAX_S / 3)
-    device = scheduler.devices[0]
+    device = scheduler.pools[0]
 
     async def main():
         device.loaded_until = time.monotonic() + 3600  # as a run with others queued behind it sets
