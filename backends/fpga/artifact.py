@@ -170,6 +170,22 @@ def _with_blas(cfg, pin):
     return pin
 
 
+def encode_program(cfg, program: isa.Program) -> tuple[Any, list[np.ndarray]]:
+    """A config and program as JSON data and the arrays they hold: the walk the artefact
+    is written with, which also carries a device's slice to its process (``devplan``)."""
+    arrays: list[np.ndarray] = []
+    return _encode((cfg, program), arrays), arrays
+
+
+def decode_program(tree, arrays: list[np.ndarray]) -> tuple[Any, isa.Program]:
+    """``encode_program``'s inverse (only the classes of ``_MODULES`` built; BLAS operands made again)."""
+    cfg, program = _decode(tree, arrays)
+    if not (isinstance(program, isa.Program) and isinstance(cfg, (HwConfig, MvuConfig))):
+        raise TypeError("not a compiled program")
+    program.prologue = [_with_blas(cfg, p) for p in program.prologue]
+    return cfg, program
+
+
 # -- the walk -----------------------------------------------------------------------------
 def _fields(obj) -> dict[str, Any]:
     """A dataclass's stored fields: all but those marked ``metadata={"derived": True}``."""

@@ -39,6 +39,10 @@ TIMEOUT_S = 10.0
 class Abort(Exception):
     """The request in progress cannot finish here (a peer is gone, the host moved on)."""
 
+    def __init__(self, why: str, peer: int | None = None) -> None:
+        super().__init__(why)
+        self.peer = peer  # the device it is about, if one
+
 
 class Device:
     """The state of one device process: its connections, its slice, its request."""
@@ -52,7 +56,7 @@ class Device:
         self.links: dict[int, socket.socket] = {}  # device -> our link to it
         self.inbound: dict[socket.socket, tuple[int, int]] = {}  # a peer's link to us -> (device, epoch)
         self.stash: dict[tuple[int, str], np.ndarray] = {}  # (request, register) -> a peer's value
-        self.lost: str | None = None  # why a peer this wiring needs is gone
+        self.lost: Abort | None = None  # a peer this wiring needs is gone
         self.held: list[wire.Frame] = []  # host frames that arrived mid-request
         self.runtime: Runtime | None = None
 
@@ -101,7 +105,7 @@ class Device:
         except (OSError, ValueError) as exc:
             self._close_inbound(sock)
             if epoch == self.epoch:
-                self.lost = f"lost its link from device {device} ({exc or type(exc).__name__})"
+                self.lost = Abort(f"lost its link from device {device} ({exc or type(exc).__name__})", device)
             return
         if epoch == self.epoch and frame.kind is Kind.TENSOR:
             self.stash[frame.rid, frame.name] = frame.array
@@ -167,7 +171,7 @@ class Device:
                         try:
                             wire.send(self.links[device], Kind.TENSOR, rid, reg, regs[reg])
                         except OSError as exc:
-                            raise Abort(f"lost its link to device {device} ({exc})") from exc
+                            raise Abort(f"lost its link to device {device} ({exc})", device) from exc
         for name, key in self.out_keys:
             wire.send(self.host, Kind.OUTPUT, rid, name, regs[key])
         wire.send(self.host, Kind.DONE, rid)
@@ -176,7 +180,7 @@ class Device:
         deadline = time.monotonic() + TIMEOUT_S
         while (rid, reg) not in self.stash:
             if self.lost:
-                raise Abort(self.lost)
+                raise self.lost
             left = deadline - time.monotonic()
             if left <= 0:
                 raise Abort(f"waited {TIMEOUT_S:g} s for register {reg!r} from a peer")
@@ -202,7 +206,8 @@ def serve(listener: socket.socket, once: bool) -> None:
                 except wire.Closed:
                     raise
                 except Abort as exc:
-                    wire.send_json(dev.host, Kind.ERROR, {"error": f"device {dev.plan.device} {exc}"}, frame.rid)
+                    wire.send_json(dev.host, Kind.ERROR, {"error": f"device {dev.plan.device} {exc}", "peer": exc.peer},
+                                   frame.rid)
                 except Exception as exc:  # a bug in a step: the host reports it, the device keeps serving
                     wire.send_json(dev.host, Kind.ERROR, {"error": f"device {dev.plan.device}: {type(exc).__name__}: "
                                                                    f"{exc}"}, frame.rid)
@@ -220,7 +225,7 @@ def serve(listener: socket.socket, once: bool) -> None:
                 wire.send(dev.host, Kind.READY, frame.rid)
         except (OSError, ValueError) as exc:  # the host has gone (or sent garbage): wait for the next
             if dev.host is not None:
-                if not isinstance(exc, wire.Closed):
+                if not isinstance(exc, (wire.Closed, ConnectionResetError)):
                     print(f"device: dropping the host: {exc}", file=sys.stderr, flush=True)
                 dev.drop_host()
             inputs = {}

@@ -20,13 +20,8 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
 
-from hw.config import MvuConfig
-from hw.mvu import golden
-from hw.mvu.layout import Shape
-
-from backends.fpga import isa, wire
+from backends.fpga import artifact, isa
 from backends.fpga.cycles import reads, writes
 
 
@@ -102,40 +97,19 @@ def device_program(program: isa.Program, plan: DevicePlan) -> isa.Program:
 
 # -- a device program on the wire ----------------------------------------------------------
 def to_wire(cfg, program: isa.Program, plan: DevicePlan) -> tuple[dict, list[tuple[str, np.ndarray]]]:
-    """A device program as (JSON description, named arrays): what ``LOAD`` carries."""
-    arrays: list[tuple[str, np.ndarray]] = []
-    pins = []
-    for p in program.prologue:
-        if isinstance(p, isa.PinWeights):
-            w = p.tiles
-            pins.append({"slot": p.slot, "fmt": p.fmt, "k": w.k, "n": w.n,
-                         "shape": list(w.shape) if isinstance(w, isa.MvuWeights) else None})
-            arrays += [(f"pin:{p.slot}:mant", w.mant), (f"pin:{p.slot}:exp", w.exp)]
-        else:
-            arrays.append((f"const:{p.dst}", p.value))
-    arrays += [(f"part:{i}", np.frombuffer(m.SerializeToString(), np.uint8)) for i, m in enumerate(program.host_parts)]
-    meta = {"config": wire.encode(cfg), "body": wire.encode(program.body), "outputs": program.outputs,
-            "pins": pins, "plan": dataclasses.asdict(plan), "arrays": len(arrays)}
-    return meta, arrays
+    """A device program as (JSON description, named arrays): what ``LOAD`` carries. The
+    program is walked as the compiled artefact is (``artifact.encode_program``)."""
+    tree, arrays = artifact.encode_program(cfg, program)
+    return ({"program": tree, "plan": dataclasses.asdict(plan), "arrays": len(arrays)},
+            [(f"a{i}", a) for i, a in enumerate(arrays)])
 
 
-def from_wire(meta: dict, arrays: dict[str, np.ndarray]):
+def from_wire(meta: dict, arrays: dict[str, np.ndarray]) -> tuple[object, isa.Program, DevicePlan]:
     """``to_wire``'s inverse: (config, device program, plan)."""
-    cfg = wire.decode(meta["config"])
-    prologue: list = []
-    for p in meta["pins"]:
-        mant, exp = arrays[f"pin:{p['slot']}:mant"], arrays[f"pin:{p['slot']}:exp"]
-        if isinstance(cfg, MvuConfig):
-            w = isa.MvuWeights(mant, exp, p["k"], p["n"], Shape(*p["shape"]),
-                               tuple(golden.weight_operand(cfg, m) for m in mant))
-        else:
-            w = isa.WeightTiles(mant, exp, p["k"], p["n"])
-        prologue.append(isa.PinWeights(p["slot"], w, p["fmt"]))
-    prologue += [isa.PinConst(name[len("const:"):], a) for name, a in arrays.items() if name.startswith("const:")]
-    plan = _plan_of(meta["plan"])
-    parts = [onnx.load_from_string(arrays[f"part:{i}"].tobytes()) for i in range(len(plan.parts))]
-    return cfg, isa.Program(prologue, list(wire.decode(meta["body"])), parts, {}, meta["outputs"]), plan
+    cfg, program = artifact.decode_program(meta["program"], [arrays[f"a{i}"] for i in range(meta["arrays"])])
+    return cfg, program, DevicePlan(**{k: _tuples(v) for k, v in meta["plan"].items()})
 
 
-def _plan_of(data: dict) -> DevicePlan:
-    return DevicePlan(**{k: wire.decode(v) for k, v in data.items()})  # JSON's lists back to tuples
+def _tuples(data):
+    """JSON's lists made tuples again (a plan's fields are tuples)."""
+    return tuple(_tuples(v) for v in data) if isinstance(data, list) else data

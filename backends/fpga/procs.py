@@ -96,8 +96,13 @@ class DeviceProcs:
                     raise _Failed(d, f"cannot be reached ({exc})") from exc
             return self._collect(rid)
         except _Failed as exc:
-            self._down = (f"fpga device {exc.device} ({self.addrs[exc.device]}) {exc.why}; this request failed, "
-                          f"and requests fail until the device is restarted and sent its slice again (seconds)")
+            dead = self._gone()
+            why = f"fpga device {exc.device} ({self.addrs[exc.device]}) {exc.why}"
+            if dead and dead != [exc.device]:
+                why = (f"fpga device {', '.join(map(str, dead))} ({', '.join(self.addrs[d] for d in dead)}) has gone "
+                       f"(its connection closed): {why}")
+            self._down = (f"{why}; this request failed, and requests fail while the devices that stopped "
+                          f"answering are restarted and sent their slices again (seconds)")
             if not self._closed:
                 self._restore_soon()
             raise DeviceUnavailable(self._down) from None
@@ -123,8 +128,24 @@ class DeviceProcs:
                 elif frame.kind is Kind.DONE:
                     pending.discard(d)
                 elif frame.kind is Kind.ERROR:
-                    raise _Failed(d, f"failed the request: {wire.json_of(frame)['error']}")
+                    error = wire.json_of(frame)
+                    peer = error.get("peer")
+                    if peer is not None:  # the device it lost its link with is the one at fault
+                        raise _Failed(peer, f"is cut off: {error['error']}")
+                    raise _Failed(d, f"failed the request: {error['error']}")
         return outputs
+
+    def _gone(self) -> list[int]:
+        """The devices whose connection has closed (a process that died closes them all at once)."""
+        gone = []
+        readable, _, _ = select.select(self.socks, [], [], 0)  # a closed one reads as its end
+        for sock in readable:
+            try:
+                if sock.recv(1, socket.MSG_PEEK) == b"":
+                    gone.append(self.socks.index(sock))
+            except OSError:
+                gone.append(self.socks.index(sock))
+        return sorted(gone)
 
     def cancel(self) -> None:
         """The hang watchdog's: end the run in progress now (its devices' links cut)."""

@@ -4,7 +4,7 @@ Every message is one frame: a fixed header (magic, kind, dtype, ndim, request id
 length, payload length), the name (UTF-8), the shape (``ndim`` unsigned 64-bit dims)
 and the raw bytes of one numpy array, read back with ``np.frombuffer``. Control
 messages (a device's slice description, its peers) are frames whose payload is JSON.
-No pickle anywhere: a device only ever builds the classes ``decode`` whitelists.
+No pickle anywhere (a device's program is walked as the compiled artefact is).
 
 Our own format rather than gRPC or a message queue: a frame is one ``sendmsg`` of the
 array's own memory and the peers are a handful of fixed TCP links, where a library's
@@ -12,7 +12,6 @@ per-message machinery would be most of the cost of a small register.
 """
 from __future__ import annotations
 
-import dataclasses
 import enum
 import json
 import socket
@@ -20,10 +19,6 @@ import struct
 from typing import NamedTuple
 
 import numpy as np
-
-from hw.config import HwConfig, MvuConfig
-
-from backends.fpga import isa
 
 _MAGIC = b"BWD1"
 _HEADER = struct.Struct("!4sBBBxQIQ")  # magic, kind, dtype code, ndim, request id, name bytes, payload bytes
@@ -63,7 +58,7 @@ class Closed(ConnectionError):
 
 def send(sock: socket.socket, kind: Kind, rid: int = 0, name: str = "", array: np.ndarray | None = None) -> None:
     """One frame: ``array`` (any numeric dtype, any layout) under ``name`` for request ``rid``."""
-    a = _EMPTY if array is None else np.ascontiguousarray(array)
+    a = _EMPTY if array is None else np.asarray(array, order="C")  # ascontiguousarray would make 0-d 1-d
     code = _CODE.get(a.dtype)
     if code is None:
         raise TypeError(f"{name}: dtype {a.dtype} cannot cross a device link (numeric and bool only)")
@@ -124,32 +119,3 @@ def connect(address: str, timeout: float) -> socket.socket:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
-
-# -- instructions and configs as JSON -----------------------------------------------------
-_CLASSES = {c.__name__: c for c in (isa.Recv, isa.Send, isa.MatMul, isa.Im2Col, isa.Unary, isa.Binary,
-                                    isa.Softmax, isa.Pool, isa.Move, isa.Slice, isa.Concat, isa.HostCall,
-                                    isa.ConvGeometry, isa.PoolGeometry, HwConfig, MvuConfig)}
-
-
-def encode(value):
-    """An instruction or config (a dataclass of numbers, strings, tuples) as JSON data."""
-    if dataclasses.is_dataclass(value):
-        if type(value).__name__ not in _CLASSES:
-            raise TypeError(f"{type(value).__name__} does not cross a device link")
-        return {"@": type(value).__name__, **{f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}}
-    if isinstance(value, (tuple, list)):
-        return [encode(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def decode(data):
-    """``encode``'s inverse: lists become tuples, and only the whitelisted classes are built."""
-    if isinstance(data, dict):
-        fields = dict(data)
-        cls = _CLASSES[fields.pop("@")]
-        return cls(**{k: decode(v) for k, v in fields.items()})
-    if isinstance(data, list):
-        return tuple(decode(v) for v in data)
-    return data
