@@ -24,7 +24,7 @@ from tests.fpga.conftest import fpga
 from tests.fpga.test_device_procs import _split_options, start_device
 from tests.fpga.test_devices import _mlp
 from tests.kserve.proc import ROOT, start_serve, stop
-from tests.replicas.netns import Lab, unavailable_reason
+from tests.replicas.netns import Lab, lab_of
 
 DEVICES = ("d0", "d1", "d2")
 PORT = 7000
@@ -32,15 +32,8 @@ PORT = 7000
 
 @pytest.fixture(scope="module")
 def lab():
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    lab = Lab(prefix=f"bwd{os.getpid() % 100000}")
-    try:
-        lab.start([*DEVICES, "srv"])
+    with lab_of([*DEVICES, "srv"], prefix=f"bwd{os.getpid() % 100000}") as lab:
         yield lab
-    finally:
-        lab.close()
 
 
 def _client(lab: Lab, address: str, inputs_path) -> list[dict]:

@@ -18,7 +18,7 @@ import onnx
 import pytest
 
 from tests.kserve.proc import ROOT, start_serve, stop
-from tests.replicas.netns import Lab, unavailable_reason
+from tests.replicas.netns import Lab, lab_of
 from tests.server.conftest import two_output_model
 
 HOSTS = ["r1", "r2", "edge", "client"]
@@ -28,15 +28,8 @@ PORT = 8001
 
 @pytest.fixture(scope="module")
 def lab():
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    lab = Lab()
-    try:
-        lab.start(HOSTS)
+    with lab_of(HOSTS) as lab:
         yield lab
-    finally:
-        lab.close()
 
 
 class Replicas:

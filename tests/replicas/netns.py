@@ -10,7 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
+
+import pytest
 
 SUBNET = "10.77.0"
 
@@ -90,3 +94,18 @@ class Lab:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@contextmanager
+def lab_of(names: list[str], **kw) -> Iterator[Lab]:
+    """A started ``Lab`` of ``names``, closed afterwards; the test skips (one reason) where
+    namespaces cannot be made."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    lab = Lab(**kw)
+    try:
+        lab.start(names)
+        yield lab
+    finally:
+        lab.close()
