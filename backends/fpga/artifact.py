@@ -50,7 +50,7 @@ _SOURCES = ("backends/fpga", "hw", "hw/mvu", "models/quantize")
 _ROOT = Path(__file__).resolve().parents[2]
 # FpgaOptions that choose what runs a program (the golden model, Verilator, device
 # processes and where they are), not what the program is.
-_RUNS_ON = ("sim", "device_procs", "device_addrs")
+_RUNS_ON = ("sim", "device_procs", "device_addrs", "device_timeout_s")
 
 
 @dataclass

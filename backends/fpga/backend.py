@@ -113,8 +113,8 @@ class FpgaBackend(Backend):
             log.info("%s: pinned over %d devices, %s; %d cycles on the links between them", self.spec.name,
                      self.assignment.devices, self.assignment.describe(), self.cost.link_cycles)
         self.engine = self._engine(opts.sim)
-        self.runtime = DeviceProcs(self.program, self.cfg, opts.device_addrs) if opts.device_procs \
-            else Runtime(self.program, self.cfg, self.engine)
+        self.runtime = (DeviceProcs(self.program, self.cfg, opts.device_addrs, opts.device_timeout_s)
+                        if opts.device_procs else Runtime(self.program, self.cfg, self.engine))
         self._stats = DeviceStats(self.cost.cycles, self.cost.seconds(self.cfg), self.cost.utilisation(self.cfg))
         self._last: DeviceStats | None = None
 

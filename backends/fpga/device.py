@@ -32,7 +32,8 @@ from backends.fpga.runtime import Runtime
 from backends.fpga.wire import Kind
 
 # Seconds a device waits for a peer's register or a slow write before it fails the
-# request: a hung peer must not hold a device, and through it the host, forever.
+# request (a hung peer must not hold a device, and through it the host, forever), until
+# the host's WIRE says its own (fpga option device_timeout_s).
 TIMEOUT_S = 10.0
 
 
@@ -53,6 +54,7 @@ class Device:
         self.sel.register(listener, selectors.EVENT_READ, "accept")
         self.host: socket.socket | None = None
         self.epoch = -1
+        self.timeout_s = TIMEOUT_S
         self.links: dict[int, socket.socket] = {}  # device -> our link to it
         self.inbound: dict[socket.socket, tuple[int, int]] = {}  # a peer's link to us -> (device, epoch)
         self.stash: dict[tuple[int, str], np.ndarray] = {}  # (request, register) -> a peer's value
@@ -83,7 +85,7 @@ class Device:
     def _accept(self) -> None:
         sock, _ = self.listener.accept()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(TIMEOUT_S)
+        sock.settimeout(self.timeout_s)
         try:
             hello = wire.json_of(wire.recv(sock))
         except (OSError, ValueError):
@@ -145,13 +147,13 @@ class Device:
         for sock in self.links.values():
             sock.close()
         self.links.clear()
-        self.epoch, self.lost = meta["epoch"], None
+        self.epoch, self.lost, self.timeout_s = meta["epoch"], None, meta["timeout_s"]
         self.stash.clear()
         for sock, (_, epoch) in list(self.inbound.items()):
             if epoch < self.epoch:
                 self._close_inbound(sock)
         for device in self.plan.peers:
-            sock = wire.connect(meta["peers"][str(device)], TIMEOUT_S)
+            sock = wire.connect(meta["peers"][str(device)], self.timeout_s)
             wire.send_json(sock, Kind.HELLO, {"role": "peer", "device": self.plan.device, "epoch": self.epoch})
             self.links[device] = sock
 
@@ -177,13 +179,14 @@ class Device:
         wire.send(self.host, Kind.DONE, rid)
 
     def _take(self, rid: int, reg: str) -> np.ndarray:
-        deadline = time.monotonic() + TIMEOUT_S
+        # Twice the host's: the host times the request out first and names the device.
+        deadline = time.monotonic() + 2 * self.timeout_s
         while (rid, reg) not in self.stash:
             if self.lost:
                 raise self.lost
             left = deadline - time.monotonic()
             if left <= 0:
-                raise Abort(f"waited {TIMEOUT_S:g} s for register {reg!r} from a peer")
+                raise Abort(f"waited {2 * self.timeout_s:g} s for register {reg!r} from a peer")
             frame = self.pump(left)
             if frame is not None:  # the host gave up on this request: its next word comes first
                 self.held.append(frame)

@@ -22,6 +22,8 @@ Options (``ModelConfig.backend_options``, strings; ``serve deploy --option k=v``
 ``device_addrs=H:P,...``  the devices are the processes already listening there (one
                      address a device, in device order; e.g. pods behind a headless
                      Service); implies ``devices`` = their number unless that is given
+``device_timeout_s=10``  with device processes: seconds a request may take on them before
+                     it fails (UNAVAILABLE) and the devices are checked and restored
 ``mant_bits=N``      override the array's mantissa width chosen from the formats
 ``activations=layer_formats``  (set by ``models.quantize``) each product's input is
                      quantised in its weight's format: the only rule the device has
@@ -50,7 +52,7 @@ WIDEST = preset("ref16")
 _SIZE = re.compile(r"^\s*(\d+)\s*(KiB|MiB|GiB|k|K|M)?\s*$")
 _UNITS = {None: 1, "k": 1024, "K": 1024, "KiB": 1024, "M": 2**20, "MiB": 2**20, "GiB": 2**30}
 KNOWN = ("engine", "array", "mvu", "fpga_sim", "strict", "weight_mem", "mant_bits", "devices", "device_procs",
-         "device_addrs", ACTIVATIONS_OPTION)
+         "device_addrs", "device_timeout_s", ACTIVATIONS_OPTION)
 ENGINES = ("auto", "systolic", "mvu")
 
 
@@ -67,6 +69,7 @@ class FpgaOptions:
     devices: int | None = 1  # None: the fewest that hold the model
     device_procs: bool = False  # each device a process of its own (spawned, or at device_addrs)
     device_addrs: tuple[str, ...] | None = None  # HOST:PORT of each device process already running
+    device_timeout_s: float = 10.0  # the longest a request may take on device processes
 
 
 def parse_options(options: dict[str, str]) -> FpgaOptions:
@@ -111,7 +114,8 @@ def parse_options(options: dict[str, str]) -> FpgaOptions:
     if procs and sim != "golden":
         raise ModelLoadFailed(f"fpga option fpga_sim={sim}: device processes run the golden model "
                               f"(device_procs, device_addrs); fpga_sim=rtl simulates one device in the server")
-    return FpgaOptions(engine, rows, cols, mvu, sim, strict, mem, mant, devices, procs, addrs)
+    timeout = _seconds(options.get("device_timeout_s", "10"))
+    return FpgaOptions(engine, rows, cols, mvu, sim, strict, mem, mant, devices, procs, addrs, timeout)
 
 
 def _devices(text: str) -> int | None:
@@ -121,6 +125,16 @@ def _devices(text: str) -> int | None:
     if not text.strip().isdigit() or int(text) < 1:
         raise ModelLoadFailed(f"fpga option devices={text!r}: expected a number of devices (1 or more) or auto")
     return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ModelLoadFailed(f"fpga option device_timeout_s={text!r}: expected seconds > 0, e.g. 10")
+    return value
 
 
 def _addresses(text: str) -> tuple[str, ...]:

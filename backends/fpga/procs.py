@@ -34,9 +34,6 @@ from backends.fpga import devplan, isa, wire
 from backends.fpga.wire import Kind
 
 ROOT = Path(__file__).resolve().parents[2]
-# A request's devices must all finish within this (a hung device must not hold the
-# server: the hang watchdog's cancel, if configured, comes sooner).
-TIMEOUT_S = 10.0
 START_S = 60.0  # a device process to start and say where it listens; a remote one to come back
 PING_S = 2.0
 
@@ -50,7 +47,7 @@ class _Failed(Exception):
 class DeviceProcs:
     """One loaded program over device processes (module doc)."""
 
-    def __init__(self, program: isa.Program, cfg, addrs: tuple[str, ...] | None) -> None:
+    def __init__(self, program: isa.Program, cfg, addrs: tuple[str, ...] | None, timeout_s: float) -> None:
         self.plans = devplan.plans(program)
         k = len(self.plans)
         if addrs is not None and len(addrs) != k:
@@ -58,6 +55,9 @@ class DeviceProcs:
                                   f"over {k} (option devices={k}, or list {k} addresses)")
         self.slices = [devplan.to_wire(cfg, devplan.device_program(program, p), p) for p in self.plans]
         self.remote = addrs is not None
+        # A request's devices all finish within this, or it fails: a hung device must not
+        # hold the server (the hang watchdog's cancel, if configured, may come sooner).
+        self.timeout_s = timeout_s
         self.addrs: list[str] = list(addrs or [""] * k)
         self.procs: list[subprocess.Popen | None] = [None] * k
         self.socks: list[socket.socket | None] = [None] * k
@@ -110,11 +110,12 @@ class DeviceProcs:
     def _collect(self, rid: int) -> dict[str, np.ndarray]:
         outputs: dict[str, np.ndarray] = {}
         pending = set(range(len(self.socks)))
-        deadline = time.monotonic() + TIMEOUT_S
+        deadline = time.monotonic() + self.timeout_s
         while pending:
             events = self.sel.select(max(0.0, deadline - time.monotonic()))
             if not events:
-                raise _Failed(min(pending), f"did not finish the request within {TIMEOUT_S:g} s")
+                raise _Failed(min(pending), f"did not finish the request within {self.timeout_s:g} s "
+                                           f"(fpga option device_timeout_s)")
             for key, _ in events:
                 d = key.data
                 try:
@@ -177,7 +178,7 @@ class DeviceProcs:
                              f"--listen HOST:PORT) running there?") from exc
         self.socks[d] = sock
         self.sel.register(sock, selectors.EVENT_READ, d)
-        sock.settimeout(TIMEOUT_S)
+        sock.settimeout(self.timeout_s)
         meta, arrays = self.slices[d]
         try:
             wire.send_json(sock, Kind.HELLO, {"role": "host"})
@@ -194,7 +195,7 @@ class DeviceProcs:
         peers = {str(d): a for d, a in enumerate(self.addrs)}
         for d, sock in enumerate(self.socks):
             try:
-                wire.send_json(sock, Kind.WIRE, {"epoch": self._epoch, "peers": peers})
+                wire.send_json(sock, Kind.WIRE, {"epoch": self._epoch, "peers": peers, "timeout_s": self.timeout_s})
             except OSError as exc:
                 raise _Failed(d, f"cannot be reached ({exc})") from exc
         for d in range(len(self.socks)):
@@ -252,7 +253,7 @@ class DeviceProcs:
             sock.settimeout(PING_S)
             wire.send(sock, Kind.PING, rid)
             self._answer(d, rid, "answering a ping")
-            sock.settimeout(TIMEOUT_S)
+            sock.settimeout(self.timeout_s)
             return True
         except (_Failed, OSError):
             return False

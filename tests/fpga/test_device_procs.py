@@ -151,6 +151,8 @@ def test_an_unreachable_device_or_the_wrong_count_is_a_clear_load_error():
         fpga(model, **options, device_addrs=",".join([closed] * 3))
     with pytest.raises(ModelLoadFailed, match="device_addrs lists 2 devices, but the model is pinned over 3"):
         fpga(model, **options, device_addrs=f"{closed},{closed}")
+    with pytest.raises(ModelLoadFailed, match=r"device_timeout_s='0': expected seconds > 0"):
+        fpga(model, **options, device_procs="1", device_timeout_s="0")
     with pytest.raises(ModelLoadFailed, match="device processes run the golden model"):
         fpga(model, mvu="tiny", device_procs="1", fpga_sim="rtl")
 
@@ -186,6 +188,26 @@ def test_running_devices_at_addresses_serve_and_come_back_after_a_restart(rng):
             proc.kill()
             proc.wait()
             proc.stdout.close()
+
+
+def test_a_hung_device_fails_its_request_after_the_timeout_and_is_replaced(rng):
+    """SIGSTOP of a spawned device: the request fails after device_timeout_s, the device
+    does not answer its ping and is replaced by a new process; serving resumes."""
+    model = _mlp()
+    options = _split_options(model)
+    inproc = fpga(model, **options)
+    backend = fpga(model, **options, device_procs="1", device_timeout_s="1")
+    try:
+        x = {"input": rng.standard_normal((1, 64)).astype(np.float32)}
+        hung = sorted(_device_pids())[1]
+        os.kill(hung, signal.SIGSTOP)
+        with pytest.raises(DeviceUnavailable, match=r"did not finish the request within 1 s \(fpga option "
+                                                    r"device_timeout_s\).*restarted"):
+            backend.run(x)
+        assert np.array_equal(_until_served(backend, x)["logits"], inproc.run(x)["logits"])
+        assert hung not in _device_pids() and len(_device_pids()) == 3
+    finally:
+        backend.close()
 
 
 def _until_served(backend, x, timeout: float = 60):
