@@ -76,7 +76,8 @@ def plans(program: isa.Program) -> list[DevicePlan]:
             send=tuple(tuple((r, tuple(d)) for r, d in send[i].items()) for i in mine),
             inputs=tuple(ins.name for ins in instrs if isinstance(ins, isa.Recv)),
             outputs=tuple(ins.name for ins in instrs if isinstance(ins, isa.Send)),
-            slots=tuple(dict.fromkeys(ins.slot for ins in instrs if isinstance(ins, isa.MatMul) and ins.slot)),
+            # Any instruction that reads pinned weights (a product, a row slice's statistics).
+            slots=tuple(dict.fromkeys(ins.slot for ins in instrs if getattr(ins, "slot", None))),
             consts=tuple(dict.fromkeys(r for ins in instrs for r in reads(ins) if r in consts)),
             parts=tuple(dict.fromkeys(ins.part for ins in instrs if isinstance(ins, isa.HostCall)))))
     return out
