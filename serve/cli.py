@@ -14,6 +14,7 @@ import sys
 # Modules contributing subcommands, in the order ``serve --help`` lists them.
 COMMAND_MODULES = (
     "serve.commands",
+    "serve.compile_command",
     "serve.client_commands",
     "models.convert.cli",
     "models.quantize.cli",

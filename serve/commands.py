@@ -183,15 +183,17 @@ def cmd_deploy(args) -> int:
     new_dirs = [d for d in (repo.root, repo.root / name) if not d.exists()]  # removed again if refused
     version = repo.find(prepared.config, prepared.model_bytes)
     written = version is None
-    if not written:
-        console.print(f"{name} version {version} in {args.repo} is this model with this config: reusing it")
-    else:
-        try:
-            version = repo.add(prepared.config, prepared.model_bytes)
-        except OSError as exc:
-            console.print(f"[red]deploy failed:[/red] cannot write to {escape(str(args.repo))}: "
-                          f"{escape(exc.strerror or str(exc))}")
-            return 1
+    try:
+        if not written:
+            console.print(f"{name} version {version} in {args.repo} is this model with this config: reusing it")
+            repo.add_compiled(name, version, prepared.compiled)  # from this compiler, for the next load
+        else:
+            version = repo.add(prepared.config, prepared.model_bytes, prepared.compiled)
+    except OSError as exc:
+        console.print(f"[red]deploy failed:[/red] cannot write to {escape(str(args.repo))}: "
+                      f"{escape(exc.strerror or str(exc))}")
+        return 1
+    if written:
         console.print(f"wrote {name} version {version} to {args.repo}")
     if remote:
         import grpc

@@ -6,9 +6,9 @@ the repository.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import onnx
 
@@ -23,6 +23,9 @@ class Prepared:
     config: ModelConfig
     model_bytes: bytes
     notes: tuple[str, ...]  # what the user should read (accuracy, conversions, formats)
+    # What the trial load compiled (the fpga's program), written into the version with
+    # the model so that the server's load binds it instead of compiling again.
+    compiled: Mapping[str, bytes] = field(default_factory=dict)
 
 
 def load_source(sources: Sequence[Path] | None, framework: str | None, progress: Callable[[str], None],
@@ -86,7 +89,8 @@ def prepare(sources: Sequence[Path] | None, *, name: str | None = None, backend:
     config = config.replace(inputs=batch_one(inputs), outputs=batch_one(outputs),
                             layer_formats=layer_formats, backend_options=backend_options)
     model_bytes = model.SerializeToString()
+    compiled = {}
     if trial_load:
         progress(f"checking that the {backend} backend(s) load it")
-        check_loads(config, model_bytes)
-    return Prepared(config, model_bytes, tuple(notes))
+        compiled = check_loads(config, model_bytes)
+    return Prepared(config, model_bytes, tuple(notes), compiled)

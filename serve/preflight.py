@@ -83,18 +83,22 @@ def check_deploy(sources: Sequence[Path] | None, *, name: str | None, backend: s
     return config
 
 
-def check_loads(config: ModelConfig, model_bytes: bytes) -> None:
-    """Load the model once with each of its backends (raises BackendUnavailable / ModelLoadFailed).
+def check_loads(config: ModelConfig, model_bytes: bytes) -> dict[str, bytes]:
+    """Load the model once with each of its backends (raises BackendUnavailable / ModelLoadFailed);
+    return what they compiled ({path in the version folder: bytes}, ``Backend.compiled_files``).
 
     Here rather than in serve/deploy.py, which calls it after conversion: the trial load
     above needs it too, and deploy already imports this module."""
+    compiled: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / MODEL_FILE
         path.write_bytes(model_bytes)
         for device in config.backends:
             backend = get_backend(device)(config.replace(instances=1).spec(), 0)
             backend.load(path)
+            compiled.update(backend.compiled_files())
             backend.close()
+    return compiled
 
 
 def _one_layer_model() -> bytes:

@@ -19,6 +19,8 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
 
 from serve.config import CONFIG_FILE, MODEL_FILE, ModelConfig
 from serve.errors import InvalidModel, ModelNotFound
@@ -83,6 +85,25 @@ def remove_stale(parent: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
+def write_files(folder: Path, files: Mapping[str, bytes]) -> None:
+    """Write ``files`` ({path relative to ``folder``: bytes}) in order, each atomically: a
+    temp file beside it, fsynced, renamed over the old one."""
+    for rel, data in files.items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the version from a server of another user
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -132,18 +153,16 @@ class ModelRepository:
                 return version
         return None
 
-    def add(self, config: ModelConfig, model_bytes: bytes) -> int:
-        """Write a new version of ``config.name`` atomically; return its number."""
+    def add(self, config: ModelConfig, model_bytes: bytes,
+            compiled: Mapping[str, bytes] = MappingProxyType({})) -> int:
+        """Write a new version of ``config.name`` atomically; return its number.
+        ``compiled``: its backends' compiled artefacts ({path in the version: bytes})."""
         model_dir = self.root / check_name(config.name)
         model_dir.mkdir(parents=True, exist_ok=True)
         remove_stale(model_dir)
         tmp = _scratch("tmp", model_dir)
         try:
-            for file_name, data in ((MODEL_FILE, model_bytes), (CONFIG_FILE, config.dumps().encode())):
-                with open(tmp / file_name, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
+            write_files(tmp, {MODEL_FILE: model_bytes, CONFIG_FILE: config.dumps().encode(), **compiled})
             os.chmod(tmp, 0o755)
             _fsync_dir(tmp)  # its entries reach the disk before the rename publishes them
             while True:
@@ -161,6 +180,12 @@ class ModelRepository:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+    def add_compiled(self, name: str, version: int, compiled: Mapping[str, bytes]) -> None:
+        """Write compiled artefacts into an existing version. The one change a version
+        takes: a cache of what its files compile to, which a load checks before use
+        and never needs (``backends.base.Backend.compiled_files``)."""
+        write_files(self.version_dir(name, version), compiled)
 
     def tidy(self) -> None:
         """Delete what writers that died mid-write left, in every model folder and at the top

@@ -25,8 +25,6 @@ import hashlib
 import importlib
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,25 +102,8 @@ def files(compiled: Compiled, k: str, summary: dict) -> dict[str, bytes]:
     doc = {"format": FORMAT, "key": k, "npz_sha256": hashlib.sha256(npz).hexdigest(), "summary": summary,
            "compiled": tree}
     json_path, npz_path = paths(Path(), k)
-    # The npz first: the JSON, written last, is what makes the pair count (``write``).
+    # The npz first: the JSON, written last in the order the caller keeps, makes the pair count.
     return {str(npz_path): npz, str(json_path): json.dumps(doc, separators=(",", ":")).encode()}
-
-
-def write(folder: Path, written: dict[str, bytes]) -> None:
-    """Write ``files``' output into ``folder``, each file atomically (temp file, rename)."""
-    for rel, data in written.items():
-        path = Path(folder) / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
 
 # -- reading ------------------------------------------------------------------------------

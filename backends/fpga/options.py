@@ -21,7 +21,8 @@ Options (``ModelConfig.backend_options``, strings; ``serve deploy --option k=v``
                      every device in the server's process
 ``device_addrs=H:P,...``  the devices are the processes already listening there (one
                      address a device, in device order; e.g. pods behind a headless
-                     Service); implies ``devices`` = their number unless that is given
+                     Service): the model is pinned over that many (``devices``, if
+                     given, must agree; ``auto`` means them)
 ``device_timeout_s=10``  with device processes: seconds a request may take on them before
                      it fails (UNAVAILABLE) and the devices are checked and restored
 ``mant_bits=N``      override the array's mantissa width chosen from the formats
@@ -82,7 +83,12 @@ def parse_options(options: dict[str, str]) -> FpgaOptions:
         raise ModelLoadFailed(f"fpga option {ACTIVATIONS_OPTION}={rule!r}: the device quantises each product's "
                               f"input like its weights ({ACTIVATIONS_LIKE_WEIGHTS!r}) and knows no other rule")
     addrs = _addresses(options["device_addrs"]) if "device_addrs" in options else None
-    devices = _devices(options.get("devices", str(len(addrs)) if addrs else "1"))
+    devices = _devices(options.get("devices", "1"))
+    if addrs is not None:  # the devices are there: the model is pinned over all of them (some may idle)
+        if devices is not None and "devices" in options and devices != len(addrs):
+            raise ModelLoadFailed(f"fpga option device_addrs lists {len(addrs)} devices but devices={devices}; "
+                                  f"leave devices out (or auto) to pin the model over the devices listed")
+        devices = len(addrs)
     procs = addrs is not None or options.get("device_procs", "0").strip().lower() in ("1", "true", "yes")
     # Sizing one engine and not the other chooses it, as does more than one device (only
     # the MVU is pinned over several); engine= says so outright.

@@ -7,13 +7,18 @@ bit the freshly compiled program's; another key, or a damaged artefact, compiles
 from __future__ import annotations
 
 import json
+import re
 import logging
 
 import numpy as np
+import onnx
 import pytest
 
 from backends.base import ModelSpec
 from backends.fpga import FpgaBackend, artifact, backend as fpga_backend, isa
+from backends.fpga.summary import summary
+from serve.repository import write_files
+from tests.fpga.conftest import fpga
 from tests.fpga.test_compiler import _host_sandwich
 from tests.fpga.test_devices import MODELS, _memory, _one_big, _words
 
@@ -51,7 +56,7 @@ def _deploy(folder, model, **options) -> FpgaBackend:
     """What deploy does: the model in a version folder, loaded once, its artefact written."""
     (folder / MODEL_FILE).write_bytes(model.SerializeToString())
     first = _load(folder, **options)
-    artifact.write(folder, first.compiled_files())
+    write_files(folder, first.compiled_files())
     return first
 
 
@@ -157,3 +162,74 @@ def test_a_changed_model_file_is_another_key(tmp_path, compiles):
     (tmp_path / MODEL_FILE).write_bytes(mlp.build((64, 48, 40, 32, 10), seed=1).SerializeToString())
     _load(tmp_path, **MVU)
     assert len(compiles) == 2
+
+
+def _repository_with_a_version(tmp_path, compiles, **options):
+    """What ``serve deploy --backend fpga`` does: prepare (its trial load compiles), write the version."""
+    from serve.deploy import prepare
+    from serve.repository import ModelRepository
+
+    source = tmp_path / "mlp.onnx"
+    source.write_bytes(_mlp().SerializeToString())
+    prepared = prepare([source], name="mlp", backend="fpga", backend_options=options)
+    assert compiles  # the trial loads (preflight's one-layer model, then this one) compiled
+    compiles.clear()
+    repo = ModelRepository(tmp_path / "repo")
+    return repo, repo.add(prepared.config, prepared.model_bytes, prepared.compiled)
+
+
+def test_a_deployed_fpga_version_holds_its_artefact_and_the_servers_load_compiles_nothing(tmp_path, compiles):
+    from serve.config import MODEL_FILE as VERSION_MODEL
+
+    repo, version = _repository_with_a_version(tmp_path, compiles, **MVU)
+    folder = repo.version_dir("mlp", version)
+    assert [p.suffix for p in sorted((folder / artifact.FOLDER).iterdir())] == [".json", ".npz"]
+    backend = FpgaBackend(repo.read_config("mlp", version).spec())
+    backend.load(folder / VERSION_MODEL)
+    assert not compiles and backend.engine_name == "mvu"
+
+
+def test_serve_compile_writes_the_artefact_and_prints_the_summary(tmp_path, compiles, capsys):
+    from serve.cli import main
+
+    repo, version = _repository_with_a_version(tmp_path, compiles, **MVU)
+    assert main(["compile", "mlp", "--repo", str(repo.root), "--option", "devices=2",
+                 "--option", "weight_mem=8KiB"]) == 0
+    out = capsys.readouterr().out
+    assert len(compiles) == 1  # other options: another program, compiled
+    stored = onnx.load(str(repo.version_dir("mlp", version) / MODEL_FILE))  # as deploy converted it
+    want = fpga(stored, mvu="tiny", devices="2", weight_mem="8KiB")  # the same program, compiled here
+    assert f"instructions {len(want.program.body)} a request (" in out and "MatMul 4," in out  # four layers
+    assert f"cycles      {want.cost.cycles} " in out and f"{want.cost.utilisation(want.cfg):.1%} of the MACs" in out
+    per_device = summary(want.compiled)["weight_bytes_per_device"]
+    assert len(per_device) == 2 and all(f"device {d}  {n} bytes" in out for d, n in enumerate(per_device))
+    assert "note: the server loads this version on fpga with options" in out
+    assert len(list((repo.version_dir("mlp", version) / artifact.FOLDER).glob("fpga-*.json"))) == 2
+    compiles.clear()
+    assert main(["compile", "mlp", "--repo", str(repo.root)]) == 0  # the version's own: bound, not compiled
+    assert not compiles and "note" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, why", [
+    (["nope"], "no model 'nope' in .* \\(its models: mlp\\)"),
+    (["mlp", "--version", "7"], "model 'mlp' has no version 7 .* \\(versions: 1\\)"),
+    (["mlp", "--option", "array=3"], "does not compile for the fpga: fpga option array='3': expected ROWSxCOLS"),
+    (["mlp", "--option", "mvu=tiny", "--option", "weight_mem=1KiB"], "weights need \\d+ bytes"),
+    (["../x"], "invalid model name '../x'"),
+])
+def test_serve_compile_refuses_bad_input_saying_what_was_expected(args, why, tmp_path, compiles, capsys):
+    from serve.cli import main
+
+    repo, version = _repository_with_a_version(tmp_path, compiles, **MVU)
+    before = sorted((repo.version_dir("mlp", version) / artifact.FOLDER).iterdir())
+    assert main(["compile", *args, "--repo", str(repo.root)]) == 1
+    assert re.search(why, capsys.readouterr().err)
+    assert sorted((repo.version_dir("mlp", version) / artifact.FOLDER).iterdir()) == before  # nothing written
+
+
+def test_serve_compile_refuses_a_backend_without_a_compile_stage(capsys):
+    from serve.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["compile", "mlp", "--backend", "cpu"])
+    assert "invalid choice: 'cpu' (choose from 'fpga')" in capsys.readouterr().err

@@ -149,8 +149,10 @@ def test_an_unreachable_device_or_the_wrong_count_is_a_clear_load_error():
     with pytest.raises(BackendUnavailable, match=rf"fpga device 0 \({closed}\) does not answer .*Connection "
                                                  rf"refused.*python -m backends.fpga.device --listen"):
         fpga(model, **options, device_addrs=",".join([closed] * 3))
-    with pytest.raises(ModelLoadFailed, match="device_addrs lists 2 devices, but the model is pinned over 3"):
-        fpga(model, **options, device_addrs=f"{closed},{closed}")
+    with pytest.raises(ModelLoadFailed, match="device_addrs lists 2 devices but devices=3; leave devices out"):
+        fpga(model, **{**options, "devices": "3"}, device_addrs=f"{closed},{closed}")
+    with pytest.raises(ModelLoadFailed, match=r"need \d+ bytes .* but 2 devices of \d+ bytes"):
+        fpga(model, **options, device_addrs=f"{closed},{closed}")  # auto: the two listed, too few
     with pytest.raises(ModelLoadFailed, match=r"device_timeout_s='0': expected seconds > 0"):
         fpga(model, **options, device_procs="1", device_timeout_s="0")
     with pytest.raises(ModelLoadFailed, match="device processes run the golden model"):
