@@ -7,12 +7,12 @@ model's bytes, its layer formats, the options that shape the device, the engines
 tried, and the compiler's own source): ``fpga-<key>.json``, every dataclass of the
 program walked field by field (so a new field of ``isa``'s or ``partition``'s classes
 needs no change here), and ``fpga-<key>.npz``, every numpy array it holds (pinned weight
-images, constants) and the host partitions' ONNX bytes.
+images, constants; integers in their narrowest type) and the host partitions' ONNX bytes.
 
 Why not pickle: a model repository is user-writable, and unpickling a file someone
 swapped runs their code. JSON builds only dataclasses and named tuples of the modules
-in ``_MODULES``, and the arrays load with ``allow_pickle=False``. The JSON holds the
-npz's SHA-256 and is written after it, so a pair torn by a crash reads as corrupt.
+in ``_MODULES``, and the arrays load with ``allow_pickle=False``. The npz holds its key
+and is written before the JSON; zip's CRC-32 checks every array read.
 
 A load never fails because of an artefact: one that is missing (of another key) or
 unreadable (``Unreadable``: damaged, swapped, torn) is logged and the model compiled.
@@ -97,10 +97,9 @@ def files(compiled: Compiled, k: str, summary: dict) -> dict[str, bytes]:
     arrays: list[np.ndarray] = []
     tree = _encode(_fields(compiled), arrays)
     buf = io.BytesIO()
-    np.savez(buf, **{f"a{i}": a for i, a in enumerate(arrays)})
+    np.savez(buf, key=np.frombuffer(k.encode(), np.uint8), **{f"a{i}": a for i, a in enumerate(arrays)})
     npz = buf.getvalue()
-    doc = {"format": FORMAT, "key": k, "npz_sha256": hashlib.sha256(npz).hexdigest(), "summary": summary,
-           "compiled": tree}
+    doc = {"format": FORMAT, "key": k, "arrays": len(arrays), "summary": summary, "compiled": tree}
     json_path, npz_path = paths(Path(), k)
     # The npz first: the JSON, written last in the order the caller keeps, makes the pair count.
     return {str(npz_path): npz, str(json_path): json.dumps(doc, separators=(",", ":")).encode()}
@@ -121,11 +120,10 @@ def read(folder: Path, k: str) -> Compiled | None:
         doc = json.loads(json_path.read_bytes())
         if doc.get("format") != FORMAT or doc.get("key") != k:
             raise ValueError(f"format {doc.get('format')!r} key {doc.get('key')!r}, expected {FORMAT} {k}")
-        npz = npz_path.read_bytes()
-        if hashlib.sha256(npz).hexdigest() != doc["npz_sha256"]:
-            raise ValueError(f"{npz_path.name} is not the one {json_path.name} was written with")
-        with np.load(io.BytesIO(npz), allow_pickle=False) as z:
-            arrays = [z[f"a{i}"] for i in range(len(z.files))]
+        with np.load(npz_path, allow_pickle=False) as z:  # zip's CRC-32 checks each array as it reads it
+            if z["key"].tobytes().decode() != k or len(z.files) != doc["arrays"] + 1:
+                raise ValueError(f"{npz_path.name} is not the one {json_path.name} was written with")
+            arrays = [z[f"a{i}"] for i in range(doc["arrays"])]
         compiled = Compiled(**_decode(doc["compiled"], arrays))
         _check(compiled)
     except Exception as exc:  # any damage at all: the caller compiles instead
@@ -181,8 +179,9 @@ def _encode(value, arrays: list[np.ndarray]):
     if isinstance(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple
         return {"nt": _class_name(value), "v": [_encode(v, arrays) for v in value]}
     if isinstance(value, (np.ndarray, np.generic)):
-        arrays.append(np.asarray(value))
-        return {"np": len(arrays) - 1, "scalar": isinstance(value, np.generic)}
+        a = np.asarray(value)
+        arrays.append(_narrow(a))
+        return {"np": len(arrays) - 1, "dtype": a.dtype.str, "scalar": isinstance(value, np.generic)}
     if isinstance(value, onnx.ModelProto):
         arrays.append(np.frombuffer(value.SerializeToString(), np.uint8))
         return {"onnx": len(arrays) - 1}
@@ -207,7 +206,7 @@ def _decode(data, arrays: list[np.ndarray]):
     if "nt" in data:
         return _class(data["nt"], dataclass=False)(*(_decode(v, arrays) for v in data["v"]))
     if "np" in data:
-        a = arrays[data["np"]]
+        a = arrays[data["np"]].astype(np.dtype(data["dtype"]), copy=False)
         return a[()] if data["scalar"] else a
     if "onnx" in data:
         return onnx.load_model_from_string(arrays[data["onnx"]].tobytes())
@@ -218,6 +217,18 @@ def _decode(data, arrays: list[np.ndarray]):
     raise ValueError(f"unknown node {sorted(data)}")
 
 
+def _narrow(a: np.ndarray) -> np.ndarray:
+    """An integer array in the narrowest integer type that holds its values (the engines
+    keep 8-bit mantissas in int64: a file 8x smaller, read back in their own type)."""
+    if a.dtype.kind not in "iu" or not a.size:
+        return a
+    lo, hi = int(a.min()), int(a.max())
+    for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32):
+        if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max and np.dtype(t).itemsize < a.dtype.itemsize:
+            return a.astype(t)
+    return a
+
+
 def _class_name(value) -> str:
     cls = type(value)
     name = f"{cls.__module__}:{cls.__qualname__}"
@@ -225,6 +236,7 @@ def _class_name(value) -> str:
     return name
 
 
+@functools.cache
 def _class(name: str, dataclass: bool) -> type:
     """The class ``module:Name``, only a dataclass (or NamedTuple) of ``_MODULES``."""
     module, _, qual = name.partition(":")

@@ -123,6 +123,13 @@ def _truncate_npz(folder):
     npz.write_bytes(npz.read_bytes()[:100])
 
 
+def _flip_a_weight_byte(folder):
+    npz = _artefact(folder)[1]
+    data = bytearray(npz.read_bytes())
+    data[len(data) // 2] ^= 0x40  # inside the largest array, the pinned weights: zip's CRC-32 sees it
+    npz.write_bytes(bytes(data))
+
+
 def _foreign_class(folder):
     """A swapped JSON that names a class outside the program's modules (and fixes its hash)."""
     json_path, _ = _artefact(folder)
@@ -135,7 +142,7 @@ def _not_json(folder):
     _artefact(folder)[0].write_bytes(b"\x80not json")
 
 
-@pytest.mark.parametrize("damage", [_truncate_npz, _foreign_class, _not_json])
+@pytest.mark.parametrize("damage", [_truncate_npz, _flip_a_weight_byte, _foreign_class, _not_json])
 def test_a_damaged_artefact_compiles_again_with_a_log_line(damage, tmp_path, rng, compiles, caplog):
     fresh = _deploy(tmp_path, _mlp(), **MVU)
     damage(tmp_path)
