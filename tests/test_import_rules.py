@@ -1,4 +1,4 @@
-"""The project's layers import in one direction only, and the server's modules form no loop.
+"""The project's layers import in one direction only, and no package's modules form a loop.
 
 Devices know nothing of the server; the model toolchain knows nothing of devices
 or the server; the hardware knows nothing above it (DESIGN.md, issue 20). Every
@@ -9,8 +9,11 @@ modules together, it only hides the tie from a module-level reading).
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 from typing import Iterator
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("backends", "models", "hw", "serve")
@@ -28,6 +31,7 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+@functools.cache
 def modules() -> dict[str, Path]:
     """Every module under the four packages, by dotted name."""
     return {module_name(p): p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))}
@@ -53,6 +57,7 @@ def imports(source: str, module: str, is_package: bool, known: set[str]) -> Iter
                 yield node.lineno, target if target in known else base
 
 
+@functools.cache  # read once for every test here
 def import_graph() -> dict[str, list[tuple[int, str]]]:
     found = modules()
     known = set(found)
@@ -122,10 +127,11 @@ def test_no_layer_imports_upwards() -> None:
                           "hw -/-> backends, models, serve):\n" + "\n".join(offenders)
 
 
-def test_serve_modules_import_no_loop() -> None:
-    graph = {name: {t for _, t in targets if t.startswith("serve.")}
-             for name, targets in import_graph().items() if name.startswith("serve.")}
-    assert not cycles(graph), f"import loops among serve's modules: {cycles(graph)}"
+@pytest.mark.parametrize("package", PACKAGES)
+def test_a_packages_modules_import_no_loop(package: str) -> None:
+    graph = {name: {t for _, t in targets if t.startswith(f"{package}.")}
+             for name, targets in import_graph().items() if name.startswith(f"{package}.")}
+    assert not cycles(graph), f"import loops among the modules of {package}/: {cycles(graph)}"
 
 
 def test_the_cycle_finder_finds_a_loop_and_only_a_loop() -> None:
