@@ -43,7 +43,8 @@ import numpy as np
 
 from hw.config import HwConfig
 
-__all__ = ["TileResult", "tile_matmul", "choose_acc_exp", "acc_exp_rule", "block_sums", "align", "sat_add", "check_operands"]
+__all__ = ["TileResult", "tile_matmul", "choose_acc_exp", "acc_exp_rule", "acc_exp_stats", "acc_exp_choose",
+           "block_sums", "align", "sat_add", "check_operands"]
 
 
 class TileResult(NamedTuple):
@@ -169,17 +170,30 @@ def acc_exp_rule(cfg: HwConfig, sums: np.ndarray, e: np.ndarray) -> np.ndarray:
     at most a rounding; the margin of 3 bits covers it and the rounding
     increments), adding the blocks in order 0, 1, ... so every caller rounds alike.
     """
+    return acc_exp_choose(cfg, *acc_exp_stats(sums, e))
+
+
+def acc_exp_stats(sums: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the rule reads of ``sums`` and ``e`` (as ``acc_exp_rule``'s): the finest
+    exponent of a nonzero block (int64 max where none) and the largest magnitude a
+    column can reach. Both reduce over columns by min and max, so the statistics of
+    the whole are those of its column slices combined (a product split by rows over
+    devices agrees on the whole's exponent from them)."""
     nonzero = sums != 0
     finest = np.where(nonzero, e, np.iinfo(np.int64).max).min(axis=(-3, -2, -1))
     mag = np.ldexp(np.abs(sums).astype(np.float64), e)
     peak = mag[..., 0, :, :]
     for b in range(1, mag.shape[-3]):
         peak = peak + mag[..., b, :, :]
-    peak = peak.max(axis=(-2, -1))
+    return finest, peak.max(axis=(-2, -1))
+
+
+def acc_exp_choose(cfg: HwConfig, finest: np.ndarray, peak: np.ndarray) -> np.ndarray:
+    """The rule's exponent from ``acc_exp_stats``' two statistics (0 where every block is zero)."""
     with np.errstate(divide="ignore"):
         needed = np.floor(np.log2(np.where(peak > 0, peak, 1.0))).astype(np.int64) + 3 - cfg.acc_bits
     chosen = np.clip(np.maximum(finest, needed), cfg.acc_exp_min, cfg.acc_exp_max)
-    return np.where(nonzero.any(axis=(-3, -2, -1)), chosen, 0)
+    return np.where(finest != np.iinfo(np.int64).max, chosen, 0)
 
 
 def _choose(cfg: HwConfig, sums: np.ndarray, w_exp: np.ndarray, x_exp: np.ndarray) -> int:

@@ -25,7 +25,8 @@ from backends.fpga.lower_context import Ctx, Unsupported
 from backends.fpga.lowerings import LOWERINGS
 from backends.fpga.operands import encode_mvu_weights, encode_weights, tile_bytes, tile_count
 from backends.fpga.options import FpgaOptions, hw_config, layer_format, mvu_config
-from backends.fpga.partition import Assignment, assign
+from backends.fpga.partition import choose
+from backends.fpga.rowsplit import receive_per_slice, split_products
 from hw.config import HwConfig, MvuConfig
 
 
@@ -102,10 +103,8 @@ def _lower_all(ctx: Ctx, strict: bool) -> list:
     return parts
 
 
-def _pin(ctx: Ctx, cfg: HwConfig | MvuConfig, devices: int | None) -> tuple[list, Assignment | None]:
-    """The prologue that pins every weight and constant, and (MVU) which device holds what."""
-    if isinstance(cfg, MvuConfig):
-        return _pin_mvu(ctx, cfg, devices)
+def _pin(ctx: Ctx, cfg: HwConfig) -> list[isa.PinWeights]:
+    """Every weight matrix pinned in the systolic array's memory, or the model is refused."""
     tiles = sum(tile_count(cfg, *w.shape) for w, _ in ctx.weights.values())
     need = tile_bytes(cfg, tiles)
     if need > cfg.weight_mem_bytes:
@@ -115,20 +114,32 @@ def _pin(ctx: Ctx, cfg: HwConfig | MvuConfig, devices: int | None) -> tuple[list
             f"{cfg.weight_mem_bytes} bytes (fpga option weight_mem)")
     pins = [isa.PinWeights(slot, encode_weights(cfg, layer_format(fmt), w), fmt)
             for slot, (w, fmt) in ctx.weights.items()]
-    return pins + list(ctx.consts_pinned.values()), None
+    return pins
 
 
-def _pin_mvu(ctx: Ctx, cfg: MvuConfig, devices: int | None) -> tuple[list, Assignment]:
-    """Pin every weight matrix in the tile engines' memories of ``devices`` MVUs
-    (module ``partition``), or refuse the model."""
+def _mvu_pins(ctx: Ctx, cfg: MvuConfig) -> list[isa.PinWeights]:
+    """Every weight matrix encoded for the MVU's tile engines (a row slice with its
+    whole product's K-split), or the model is refused."""
+    whole_n = {}
     for ins in ctx.body:
         if isinstance(ins, isa.MatMul) and (ins.k > cfg.max_k or ins.n > cfg.max_m):
             raise ModelLoadFailed(
                 f"a {ins.k}x{ins.n} product is larger than the matrix-vector unit's buffers take "
                 f"(K up to {cfg.max_k} inputs, N up to {cfg.max_m} outputs)")
-    pins = [isa.PinWeights(slot, encode_mvu_weights(cfg, layer_format(fmt), w), fmt)
+        if isinstance(ins, isa.MatMul) and ins.slot is not None:
+            whole_n[ins.slot] = ins.whole_n
+    return [isa.PinWeights(slot, encode_mvu_weights(cfg, layer_format(fmt), w, whole_n.get(slot, 0)), fmt)
             for slot, (w, fmt) in ctx.weights.items()]
-    return pins + list(ctx.consts_pinned.values()), assign(cfg, ctx.body, pins, devices)
+
+
+def _lowered(g: Graph, strict: bool, slices: int = 1) -> tuple[Ctx, list]:
+    """The model lowered, its large products cut into ``slices`` row slices (``rowsplit``)."""
+    ctx = Ctx(g, slices)
+    parts = _lower_all(ctx, strict)
+    if slices > 1:
+        split_products(ctx)
+        receive_per_slice(ctx)
+    return ctx, parts
 
 
 def compile_for(model: onnx.ModelProto, layer_formats: dict[str, str], opts: FpgaOptions,
@@ -141,16 +152,22 @@ def compile_for(model: onnx.ModelProto, layer_formats: dict[str, str], opts: Fpg
     except ValueError as exc:
         raise ModelLoadFailed(str(exc)) from exc
     configs = {"systolic": hw_config, "mvu": mvu_config}
-    ctx = Ctx(g)
-    parts = _lower_all(ctx, opts.strict)
+    whole = _lowered(g, opts.strict)
     out: dict = {}
     for engine in engines:
         try:
             cfg = configs[engine](opts, formats)
-            prologue, assignment = _pin(ctx, cfg, opts.devices)
+            if isinstance(cfg, MvuConfig):  # over several devices: whole matrices or row slices
+                def variant(k: int, cfg=cfg):
+                    ctx, parts = whole if k == 1 else _lowered(g, opts.strict, k)
+                    return ctx, parts, _mvu_pins(ctx, cfg)
+                ctx, parts, pins, assignment = choose(cfg, opts.devices, variant, opts.split)
+            else:
+                (ctx, parts), assignment = whole, None
+                pins = _pin(ctx, cfg)
         except ModelLoadFailed as exc:
             out[engine] = exc
             continue
-        out[engine] = (isa.Program(prologue, ctx.body, parts, {n: n for n in g.inputs},
+        out[engine] = (isa.Program(pins + list(ctx.consts_pinned.values()), ctx.body, parts, {n: n for n in g.inputs},
                                    {n: n for n in g.outputs}, assignment), cfg)
     return out

@@ -51,6 +51,7 @@ from hw.config import DEVICE_LINK, HOST_LINK, HwConfig, LinkConfig, MvuConfig
 from hw.mvu import cycles as mvu_cycles
 
 from backends.fpga import isa
+from backends.fpga.options import layer_format
 
 Config = HwConfig | MvuConfig
 _ELEMENTWISE = (isa.Unary, isa.Binary)
@@ -92,7 +93,7 @@ def matmul_tiles(cfg: HwConfig, ins: isa.MatMul) -> int:
 
 def mvu_shape(cfg: MvuConfig, ins: isa.MatMul):
     """The MVU's way of running ``ins``' products (the one the compiler pinned for)."""
-    return mvu_cycles.best_shape(cfg, ins.n, ins.k)
+    return mvu_cycles.best_shape(cfg, ins.n, ins.k, ins.whole_n)
 
 
 def matmul_cycles(cfg: Config, ins: isa.MatMul) -> int:
@@ -140,6 +141,8 @@ def timing(cfg: Config, ins: isa.Instruction) -> Timing:
         return Timing("host", link_cycles(cfg, 4 * int(np.prod(ins.shape))))
     if isinstance(ins, isa.HostCall):
         return Timing("host", link_cycles(cfg, ins.in_bytes) + link_cycles(cfg, ins.out_bytes))
+    if isinstance(ins, isa.AccStats):  # two figures of the product's own block sums (module doc)
+        return vec(2 * ins.t)
     raise TypeError(f"no cost for {type(ins).__name__}")
 
 
@@ -175,7 +178,7 @@ class ProgramCost:
 
 def reads(ins) -> tuple[str, ...]:
     if isinstance(ins, isa.MatMul):
-        return (ins.src,) + ((ins.wsrc,) if ins.wsrc else ())
+        return (ins.src,) + ((ins.wsrc,) if ins.wsrc else ()) + ins.acc
     if isinstance(ins, isa.Binary):
         return (ins.a, ins.b)
     if isinstance(ins, (isa.Concat, isa.HostCall)):
@@ -199,6 +202,8 @@ def _written_bytes(ins) -> tuple[int, ...]:
         return ins.dst_bytes
     if isinstance(ins, isa.Send):
         return ()
+    if isinstance(ins, isa.AccStats):
+        return (16 * ins.t,)  # two float64 figures a vector
     if isinstance(ins, isa.MatMul):
         n = ins.groups * ins.t * ins.n
     elif isinstance(ins, isa.Im2Col):
@@ -217,13 +222,14 @@ class _Schedule:
     each unit is free. Each device has its own matrix engine, vector unit and host link;
     each sends to the others over its own network port (``LinkConfig``)."""
 
-    def __init__(self, cfg: Config, link: LinkConfig):
-        self.cfg, self.link = cfg, link
+    def __init__(self, cfg: Config, link: LinkConfig, wire: dict[tuple[str, int], int]):
+        self.cfg, self.link, self.wire = cfg, link, wire
         self.first: dict[tuple[str, int], int] = {}  # (register, device) -> cycle its first elements are there
         self.last: dict[tuple[str, int], int] = {}  # (register, device) -> cycle all of it is there
         self.home: dict[str, tuple[int, int]] = {}  # register -> (device that produced it, bytes)
         self.free: dict[tuple[str, int], int] = defaultdict(int)  # (unit, device) -> cycle it is free
-        self.issue = self.end = self.macs = self.mm = 0
+        self.end = self.macs = self.mm = 0
+        self.issue: dict[int, int] = defaultdict(int)  # device -> when its last instruction started
         self.spans: dict[int, list[tuple[int, int]]] = defaultdict(list)  # device -> its computing instructions
         self.hops: list[tuple[int, int]] = []  # (start, finish) of every transfer between devices
 
@@ -233,11 +239,11 @@ class _Schedule:
         if reg not in self.home or (reg, dev) in self.last:
             return
         src, nbytes = self.home[reg]
+        nbytes = self.wire.get((reg, dev), nbytes)
         port = ("link", src)
         busy = math.ceil(nbytes / self.link.bytes_per_s * self.cfg.clock_hz)
-        start = max(self.issue, self.free[port], self.last[(reg, src)])
+        start = max(self.free[port], self.last[(reg, src)])  # sent as soon as it is made
         self.free[port] = start + busy
-        self.issue = start
         done = start + busy + math.ceil(self.link.latency_s * self.cfg.clock_hz)
         self.first[(reg, dev)] = self.last[(reg, dev)] = done
         self.hops.append((start, done))
@@ -260,7 +266,7 @@ class _Schedule:
         chains = isinstance(ins, _ELEMENTWISE)
         ready = max([(self.first if chains else self.last).get((s, dev), 0) for s in srcs], default=0)
         unit = (t.unit, dev)
-        start = max(self.issue, self.free[unit], ready)
+        start = max(self.issue[dev], self.free[unit], ready)
         done = start + t.busy
         if chains:  # stream behind the producers: done no earlier than their last elements
             done = max(done, max([self.last.get((s, dev), 0) for s in srcs], default=0))
@@ -268,7 +274,7 @@ class _Schedule:
         finish = done + t.latency
         head = start + t.latency if chains else start + (t.busy if t.first is None else t.first) + t.latency
         self._land(ins, dev, min(head, finish), finish)
-        self.issue = start
+        self.issue[dev] = start
         self.end = max(self.end, finish)
         self.macs += t.macs
         if isinstance(ins, isa.MatMul):
@@ -281,12 +287,61 @@ def program_cost(cfg: Config, body: list, placement: tuple[int, ...] = (), devic
                  link: LinkConfig = DEVICE_LINK) -> ProgramCost:
     """Schedule ``body`` on the units (module doc) and total its cycles; ``placement``
     gives each instruction's device (none: all on one) out of ``devices``."""
-    s = _Schedule(cfg, link)
-    for ins, dev in zip(body, placement or [0] * len(body)):
+    placement = placement or (0,) * len(body)
+    s = _Schedule(cfg, link, wire_bytes(cfg, body, placement) if devices > 1 else {})
+    for ins, dev in zip(body, placement):
         s.add(ins, dev)
     every = [span for spans in s.spans.values() for span in spans]
     return ProgramCost(s.end, s.macs, s.mm, _covered(every), devices,
                        tuple(_covered(s.spans[d]) for d in range(devices)), _covered(s.hops))
+
+
+def _format_block(fmt: str) -> int:
+    """Values of ``fmt`` sharing one scale (1: each its own)."""
+    f = layer_format(fmt)
+    return f.spec.block_size or 1 if f is not None else 1
+
+
+def wire_bytes(cfg: Config, body: list, placement: tuple[int, ...]) -> dict[tuple[str, int], int]:
+    """The bytes a register takes on the link to a device where it is only encoded for
+    products, (register, device) -> bytes: the product's own encoding (``mant_bits`` a
+    value and ``exp_bits`` a block), exact because it is what that device's products
+    would make of the fp32 values. A part gathered for products (``rowsplit.gather``)
+    qualifies when its edges fall on whole blocks of the format and of the engine.
+    Every other transfer is fp32."""
+    where, size = {}, {}
+    readers: dict[str, list[tuple[object, int]]] = defaultdict(list)
+    for ins, dev in zip(body, placement):
+        for r in reads(ins):
+            readers[r].append((ins, dev))
+        for d, nbytes in zip(writes(ins), _written_bytes(ins)):
+            where[d], size[d] = dev, nbytes // 4
+
+    def encoded_as(reg: str, ins, dev: int) -> set[str] | None:
+        """The formats ``ins`` (on ``dev``) encodes ``reg`` in, None: it needs the values."""
+        if isinstance(ins, (isa.MatMul, isa.AccStats)) and ins.src == reg and reg not in reads(ins)[1:]:
+            return {ins.fmt}
+        if not (isinstance(ins, isa.Concat) and ins.axis == -1):
+            return None
+        offset = sum(size.get(s, 0) for s in ins.srcs[:ins.srcs.index(reg)])
+        fmts = set()
+        for user, d in readers.get(ins.dst, ()):
+            got = encoded_as(ins.dst, user, d) if d == dev else None
+            if got is None:
+                return None
+            fmts |= got
+        block = math.lcm(cfg.block, *(_format_block(f) for f in fmts))
+        return fmts if fmts and offset % block == 0 and (offset + size[reg] == ins.size or size[reg] % block == 0) \
+            else None
+
+    out = {}
+    for reg, users in readers.items():
+        for dev in {d for _, d in users if reg in where and d != where[reg]}:
+            fmts = [encoded_as(reg, ins, d) for ins, d in users if d == dev]
+            if all(f is not None for f in fmts) and len(set().union(*fmts)) == 1:
+                n = size[reg]
+                out[(reg, dev)] = math.ceil((n * cfg.mant_bits + math.ceil(n / cfg.block) * cfg.exp_bits) / 8)
+    return out
 
 
 def _covered(spans: list[tuple[int, int]]) -> int:

@@ -29,6 +29,7 @@ pinned on chip before the first request. Ours is the same shape:
   ``Concat``       registers joined along one axis (LSTM/GRU outputs over time)
   ``HostCall``     a graph partition the device does not support, run on the host
                    (onnxruntime); its inputs and outputs cross the host link
+  ``AccStats``     over several devices: a row slice's accumulator-exponent statistics
   ==============  =====================================================================
 
 Every instruction's cost is a formula of the hardware config (``backends.fpga.cycles``);
@@ -145,6 +146,26 @@ class MatMul:
     # Batch broadcasting (ONNX MatMul): (shape as stored, shape streamed), or None.
     src_bcast: tuple[Shape, Shape] | None = None
     w_bcast: tuple[Shape, Shape] | None = None
+    # A slice of one product's outputs (rows of the MVU's matrix), over several devices:
+    # the ``AccStats`` registers of every slice of it, in order. The slice accumulates at
+    # the exponent the rule picks for the whole product, so its outputs are the whole's.
+    acc: tuple[str, ...] = ()
+    whole_n: int = 0  # a row slice's whole product's outputs (its weights keep the whole's K-split)
+
+
+@dataclass(frozen=True)
+class AccStats:
+    """``dst (T, 2)``: what the accumulator-exponent rule reads of the products of
+    ``src`` with the row slice pinned at ``slot`` (``hw.mvu.golden.slice_stats``): every
+    slice's statistics together give the whole product's exponent. The block sums are
+    the product's own; the statistics are what the devices exchange (16 bytes a vector)."""
+
+    dst: str
+    src: str
+    slot: str
+    fmt: str
+    t: int
+    k: int
 
 
 @dataclass(frozen=True)
@@ -276,7 +297,8 @@ class HostCall:
         return sum(self.dst_bytes)
 
 
-Instruction = Union[Recv, Send, MatMul, Im2Col, Unary, Binary, Softmax, Pool, Move, Slice, Concat, HostCall]
+Instruction = Union[Recv, Send, MatMul, Im2Col, Unary, Binary, Softmax, Pool, Move, Slice, Concat, HostCall,
+                    AccStats]
 
 
 @dataclass

@@ -19,13 +19,20 @@ class Unsupported(Exception):
 class Ctx:
     """What a lowering function sees: the graph and the emitters (lowering knows no engine)."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, slices: int = 1):
         self.g = graph
         self.body: list = []
         self.consts_pinned: dict[str, isa.PinConst] = {}
         self.weights: dict[str, tuple[np.ndarray, str]] = {}  # slot -> (W (G, K, N), format)
         self.skip: set[int] = set()  # id() of nodes folded into an earlier one
         self._n = 0
+        # Row splits (``backends.fpga.rowsplit``): large products' outputs are cut into
+        # ``slices`` row slices, slice j on device j. ``on_slice``: the slice of each
+        # register whose instruction must run on that slice's device (a gathered copy, a
+        # slice's statistics); ``slot_slice``: the slice each sliced matrix belongs to.
+        self.slices = slices
+        self.on_slice: dict[str, int] = {}
+        self.slot_slice: dict[str, int] = {}
 
     # -- tensors -------------------------------------------------------------------------
     def shape(self, name: str) -> tuple[int, ...]:

@@ -6,17 +6,24 @@ product ``h @ R`` (``T`` = batch) and a few vector instructions, as Brainwave ra
 GRUs and LSTMs. Supported: forward/reverse/bidirectional, layouts 0 and 1, initial
 states, peepholes, GRU's ``linear_before_reset``, full-length ``sequence_lens``;
 the default activations only (sigmoid, tanh, tanh); no ``clip``, no ``input_forget``.
+
+Over several devices (``Ctx.slices`` > 1, constant weights) the hidden units are cut
+into slices (``rowsplit.ranges``), Brainwave's way: slice j holds the rows of W and R
+of every gate of its units, computes their gates and its part of h and c where they
+are made, and each step's h (a GRU's r * h too) is gathered by every slice for its next
+recurrent product (``rowsplit.gather``). One slice is today's lowering.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from backends.fpga import isa
+from backends.fpga import isa, rowsplit
 from backends.fpga.lower_context import Ctx, Unsupported
 
 
 class _Cell:
-    """Emitters shared by both cells for one node (shapes fixed at compile time)."""
+    """Emitters shared by both cells for one node (shapes fixed at compile time); the
+    per-slice ones take and return one register per slice of the hidden units."""
 
     def __init__(self, ctx: Ctx, node, gates: int):
         self.ctx, self.node = ctx, node
@@ -42,6 +49,8 @@ class _Cell:
             raise Unsupported("sequence_lens shorter than the sequence (or not constant)")
         if ctx.shape(self.w)[1] != gates * self.hidden:
             raise Unsupported("unexpected weight shape")
+        pinned = all(ctx.const(n) is not None for n in (self.w, self.r, self.b, self.p) if n)
+        self.parts = rowsplit.ranges(self.hidden, ctx.slices) if pinned else [(0, self.hidden)]
 
     def size(self, cols: int) -> int:
         return self.batch * cols
@@ -53,35 +62,69 @@ class _Cell:
         self.ctx.emit(ins)
         return ins.dst
 
-    def weight(self, name: str, d: int, lo: int, hi: int) -> dict:
-        """Rows ``lo:hi`` of ``name[d]`` (gates x K) as a MatMul weight (K, hi - lo)."""
+    def widths(self, gates: int = 1) -> list[int]:
+        return [gates * (b - a) for a, b in self.parts]
+
+    def rows(self, gates, j: int) -> np.ndarray:
+        """The rows of W, R or B (gate-major) of ``gates`` for slice j's hidden units."""
+        a, b = self.parts[j]
+        return np.concatenate([np.arange(g * self.hidden + a, g * self.hidden + b) for g in gates])
+
+    def weights(self, name: str, d: int, gates) -> list[dict]:
+        """Each slice's rows of ``gates`` of ``name[d]`` as a MatMul weight (K, gates x units)."""
         value = self.ctx.const(name)
-        if value is not None:
-            return dict(slot=self.ctx.pin_weights(value[d, lo:hi].T[None], self.ctx.fmt(name), name))
+        if value is None:  # one slice: run-time weights, a contiguous range of gates
+            return [self.weight(name, d, gates[0] * self.hidden, (gates[-1] + 1) * self.hidden)]
+        return [dict(slot=self.ctx.pin_weights(value[d, self.rows(gates, j)].T[None], self.ctx.fmt(name),
+                                               name if len(self.parts) == 1 else f"{name}[{a}:{b}]"))
+                for j, (a, b) in enumerate(self.parts)]
+
+    def weight(self, name: str, d: int, lo: int, hi: int) -> dict:
+        """Rows ``lo:hi`` of the run-time weight ``name[d]`` (gates x K) as a MatMul weight (K, hi - lo)."""
         k = self.ctx.shape(name)[2]
         rows = self.ctx.shape(name)[1]
         part = self.emit(isa.Slice(self.tmp("w"), name, 0, d, d + 1, rows * k, True))
         part = self.emit(isa.Slice(self.tmp("w"), part, 1, lo, hi, (hi - lo) * k, True))
         return dict(wsrc=self.emit(isa.Move(self.tmp("wt"), part, (1, k, hi - lo), perm=(1, 0), pre=(hi - lo, k))))
 
-    def vec(self, name: str, d: int, lo: int, hi: int, plus: tuple[int, int] | None = None) -> str:
-        """``name[d, lo:hi]`` (+ ``name[d, plus]``) as a register; a constant is folded."""
-        value = self.ctx.const(name)
+    def biases(self, d: int, gates, plus) -> list[str]:
+        """Each slice's ``B[d]`` rows of ``gates`` plus those of ``plus`` (None: nothing
+        added to that gate), folded into one constant; or, at run time, one register."""
+        value = self.ctx.const(self.b)
         if value is not None:
-            v = value[d, lo:hi] + (value[d, plus[0]:plus[1]] if plus else 0)
-            return self.ctx.pin_const(v)
-        row = self.emit(isa.Slice(self.tmp("b"), name, 0, d, d + 1, self.ctx.shape(name)[1], True))
-        out = self.emit(isa.Slice(self.tmp("b"), row, 1, lo, hi, hi - lo, True))
-        if plus:
-            other = self.emit(isa.Slice(self.tmp("b"), row, 1, plus[0], plus[1], hi - lo, True))
-            out = self.emit(isa.Binary("add", self.tmp("b"), out, other, hi - lo))
-        return out
+            extra = lambda j: np.concatenate([value[d, self.rows([p], j)] if p is not None  # noqa: E731
+                                              else np.zeros(self.widths()[j], value.dtype) for p in plus])
+            return [self.ctx.pin_const(value[d, self.rows(gates, j)] + extra(j)) for j in range(len(self.parts))]
+        h = self.hidden
+        row = self.emit(isa.Slice(self.tmp("b"), self.b, 0, d, d + 1, self.ctx.shape(self.b)[1], True))
+        out = []
+        for g, p in zip(gates, plus):
+            v = self.emit(isa.Slice(self.tmp("b"), row, 1, g * h, (g + 1) * h, h, True))
+            if p is not None:
+                other = self.emit(isa.Slice(self.tmp("b"), row, 1, p * h, (p + 1) * h, h, True))
+                v = self.emit(isa.Binary("add", self.tmp("b"), v, other, h))
+            out.append(v)
+        return [out[0] if len(out) == 1 else self.emit(isa.Concat(self.tmp("bias"), tuple(out), -1, len(out) * h))]
 
-    def state(self, name: str, d: int) -> str:
-        """Initial state ``name[d]`` (1, batch, H), or zeros."""
+    def peepholes(self, d: int, i: int) -> list[str]:
+        """Each slice's units of peephole ``i`` of ``P[d]`` (a constant)."""
+        value = self.ctx.const(self.p)
+        if value is None:
+            raise Unsupported("peepholes that are not constant")
+        h = self.hidden
+        return [self.ctx.pin_const(value[d, i * h + a:i * h + b]) for a, b in self.parts]
+
+    def state(self, name: str, d: int) -> tuple[str, list[str]]:
+        """Initial state ``name[d]`` (1, batch, H), or zeros: whole, and each slice's part."""
         if not name:
-            return self.ctx.pin_const(np.zeros((1, self.batch, self.hidden), np.float32))
-        return self.emit(isa.Slice(self.tmp("s0"), self.ctx.operand(name), 0, d, d + 1, self.size(self.hidden), True))
+            whole = self.ctx.pin_const(np.zeros((1, self.batch, self.hidden), np.float32))
+        else:
+            whole = self.emit(isa.Slice(self.tmp("s0"), self.ctx.operand(name), 0, d, d + 1,
+                                        self.size(self.hidden), True))
+        if len(self.parts) == 1:
+            return whole, [whole]
+        return whole, [self.emit(isa.Slice(self.tmp("s0"), whole, 2, a, b, self.size(b - a), self.batch == 1))
+                       for a, b in self.parts]
 
     def inputs(self) -> str:
         """X as (steps, batch, K)."""
@@ -89,31 +132,65 @@ class _Cell:
             return self.x
         return self.emit(isa.Move(self.tmp("x"), self.x, (self.seq, self.batch, self.k), perm=(1, 0, 2)))
 
-    def project(self, x: str, d: int, width: int, bias: str | None) -> str:
-        """All steps' input projections at once: (steps, batch, width)."""
-        kw = self.weight(self.w, d, 0, width)
-        mm = self.emit(isa.MatMul(self.tmp("xw"), x, self.ctx.fmt(self.w), 1, self.seq * self.batch, self.k,
-                                  width, out_shape=(self.seq, self.batch, width), **kw))
-        if bias is None:
+    def products(self, srcs: list[str], kws: list[dict], gates: int, t: int, k: int, fmt: str,
+                 lead: tuple[int, ...], hint: str) -> list[str]:
+        """One product's slices: ``srcs[j]`` (slice j's copy) times slice j's rows."""
+        widths = self.widths(gates)
+        shapes = [lead + (w,) for w in widths]
+        if len(kws) == 1:
+            return [self.emit(isa.MatMul(self.tmp(hint), srcs[0], fmt, 1, t, k, widths[0], out_shape=shapes[0],
+                                         **kws[0]))]
+        return rowsplit.product(self.ctx, srcs, [kw["slot"] for kw in kws], fmt, t, k, widths, shapes,
+                                f"{self.node.op_type.lower()}.{hint}")
+
+    def project(self, x: str, d: int, gates: int, biases: list[str] | None) -> list[str]:
+        """All steps' input projections at once, per slice: (steps, batch, gates x units)."""
+        mm = self.products([x] * len(self.parts), self.weights(self.w, d, range(gates)), gates, self.seq * self.batch,
+                           self.k, self.ctx.fmt(self.w), (self.seq, self.batch), "xw")
+        if biases is None:
             return mm
-        return self.emit(isa.Binary("add", self.tmp("xwb"), mm, bias, self.seq * self.size(width)))
+        return [self.emit(isa.Binary("add", self.tmp("xwb"), m, b, self.seq * self.size(w)))
+                for m, b, w in zip(mm, biases, self.widths(gates))]
 
-    def recur(self, h: str, kw: dict, width: int) -> str:
-        return self.emit(isa.MatMul(self.tmp("hr"), h, self.ctx.fmt(self.r), 1, self.batch, self.hidden, width,
-                                    out_shape=(1, self.batch, width), **kw))
+    def recur(self, hs: list[str], kws: list[dict], gates: int) -> list[str]:
+        return self.products(hs, kws, gates, self.batch, self.hidden, self.ctx.fmt(self.r), (1, self.batch), "hr")
 
-    def gate(self, src: str, lo: int, hi: int) -> str:
-        return self.emit(isa.Slice(self.tmp("g"), src, 2, lo, hi, self.size(hi - lo), self.batch == 1))
+    def gather(self, parts: list[str]) -> list[str]:
+        """Every slice's copy of the whole of ``parts`` (one slice: the part itself)."""
+        return rowsplit.gather(self.ctx, parts, self.size(self.hidden))
 
-    def op(self, kind: str, a: str, b: str | None = None) -> str:
-        n = self.size(self.hidden)
+    def whole(self, parts: list[str]) -> str:
+        """``parts`` joined once (on the first slice's device)."""
+        if len(parts) == 1:
+            return parts[0]
+        return self.emit(isa.Concat(self.tmp("whole"), tuple(parts), -1, self.size(self.hidden)))
+
+    def step_input(self, xw: list[str], t: int, gates: int) -> list[str]:
+        return [self.emit(isa.Slice(self.tmp("xt"), x, 0, t, t + 1, self.size(w), True))
+                for x, w in zip(xw, self.widths(gates))]
+
+    def gate(self, srcs: list[str], g: int, count: int = 1) -> list[str]:
+        """Gates ``g .. g + count - 1`` of each slice's gate-major register."""
+        return [self.emit(isa.Slice(self.tmp("g"), s, 2, g * w, (g + count) * w, self.size(count * w), self.batch == 1))
+                for s, w in zip(srcs, self.widths())]
+
+    def op(self, kind: str, a: list[str], b: list[str] | None = None, gates: int = 1) -> list[str]:
+        ws = self.widths(gates)
         if b is None:
-            return self.emit(isa.Unary(kind, self.tmp(kind), a, n))
-        return self.emit(isa.Binary(kind, self.tmp(kind), a, b, n))
+            return [self.emit(isa.Unary(kind, self.tmp(kind), x, self.size(w))) for x, w in zip(a, ws)]
+        return [self.emit(isa.Binary(kind, self.tmp(kind), x, y, self.size(w))) for x, y, w in zip(a, b, ws)]
 
     def steps(self, d: int) -> list[int]:
         reverse = self.direction == "reverse" or (self.direction == "bidirectional" and d == 1)
         return list(range(self.seq))[::-1] if reverse else list(range(self.seq))
+
+    def next_state(self, parts: list[str], last: bool) -> tuple[list[str], str]:
+        """After a step: each slice's copy of the new state for the next step's products
+        (none after the last), and the state whole (for Y)."""
+        if last:
+            return [], self.whole(parts)
+        copies = self.gather(parts)
+        return copies, copies[0]
 
     def finish(self, ys: list[list[str]], last: list[str], cells: list[str] | None) -> None:
         """Write Y (steps, dirs, batch, H), Y_h and (LSTM) Y_c in the node's layout."""
@@ -138,20 +215,19 @@ class _Cell:
 
 def lower_lstm(ctx: Ctx, node) -> None:
     cell = _Cell(ctx, node, 4)
-    hs = cell.hidden
     x = cell.inputs()
     ys, last_h, last_c = [], [], []
     for d in range(cell.dirs):
-        bias = cell.vec(cell.b, d, 0, 4 * hs, (4 * hs, 8 * hs)) if cell.b else None
-        xw = cell.project(x, d, 4 * hs, bias)
-        rk = cell.weight(cell.r, d, 0, 4 * hs)
-        peep = [cell.vec(cell.p, d, i * hs, (i + 1) * hs) for i in range(3)] if cell.p else None
-        h, c = cell.state(cell.h0, d), cell.state(cell.c0, d)
-        y = []
-        for t in cell.steps(d):
-            xt = cell.emit(isa.Slice(cell.tmp("xt"), xw, 0, t, t + 1, cell.size(4 * hs), True))
-            g = cell.emit(isa.Binary("add", cell.tmp("gates"), xt, cell.recur(h, rk, 4 * hs), cell.size(4 * hs)))
-            i, o, f, cc = (cell.gate(g, j * hs, (j + 1) * hs) for j in range(4))  # ONNX order i, o, f, c
+        bias = cell.biases(d, range(4), range(4, 8)) if cell.b else None
+        xw = cell.project(x, d, 4, bias)
+        rk = cell.weights(cell.r, d, range(4))
+        peep = [cell.peepholes(d, i) for i in range(3)] if cell.p else None
+        h_whole, h = cell.state(cell.h0, d)
+        c = cell.state(cell.c0, d)[1]
+        hfull, y, order = [h_whole] * len(cell.parts), [], cell.steps(d)
+        for n, t in enumerate(order):
+            g = cell.op("add", cell.step_input(xw, t, 4), cell.recur(hfull, rk, 4), gates=4)
+            i, o, f, cc = (cell.gate(g, j) for j in range(4))  # ONNX order i, o, f, c
             if peep:
                 i = cell.op("add", i, cell.op("mul", c, peep[0]))
                 f = cell.op("add", f, cell.op("mul", c, peep[2]))
@@ -160,52 +236,49 @@ def lower_lstm(ctx: Ctx, node) -> None:
             if peep:
                 o = cell.op("add", o, cell.op("mul", c, peep[1]))
             h = cell.op("mul", cell.op("sigmoid", o), cell.op("tanh", c))
-            y.append(h)
-        ys.append(y if cell.steps(d)[0] == 0 else y[::-1])
-        last_h.append(h)
-        last_c.append(c)
+            hfull, whole = cell.next_state(h, n == len(order) - 1)
+            y.append(whole)
+        ys.append(y if order[0] == 0 else y[::-1])
+        last_h.append(y[-1])  # the last step computed
+        last_c.append(cell.whole(c))
     cell.finish(ys, last_h, last_c)
 
 
 def lower_gru(ctx: Ctx, node) -> None:
     cell = _Cell(ctx, node, 3)
-    hs = cell.hidden
     lbr = ctx.g.attrs(node).get("linear_before_reset", 0)
     x = cell.inputs()
     ys, last_h = [], []
     for d in range(cell.dirs):
-        bias = None
-        if cell.b:  # Rb of z and r always adds to Wb; Rb of h only without linear_before_reset
-            zr = cell.vec(cell.b, d, 0, 2 * hs, (3 * hs, 5 * hs))
-            hb = cell.vec(cell.b, d, 2 * hs, 3 * hs, None if lbr else (5 * hs, 6 * hs))
-            bias = cell.emit(isa.Concat(cell.tmp("bias"), (zr, hb), -1, 3 * hs))
-        xw = cell.project(x, d, 3 * hs, bias)
+        # Rb of z and r always adds to Wb; Rb of h only without linear_before_reset.
+        bias = cell.biases(d, range(3), (3, 4, None if lbr else 5)) if cell.b else None
+        xw = cell.project(x, d, 3, bias)
         # With linear_before_reset every gate's recurrent product is of h itself: one
         # product of all three (as cuDNN runs it); without, h's is of r * h, after z and r.
-        rall = cell.weight(cell.r, d, 0, 3 * hs) if lbr else None
-        rzr, rh = (None, None) if lbr else (cell.weight(cell.r, d, 0, 2 * hs), cell.weight(cell.r, d, 2 * hs, 3 * hs))
-        rbh = cell.vec(cell.b, d, 5 * hs, 6 * hs) if cell.b and lbr else None
-        h = cell.state(cell.h0, d)
-        y = []
-        for t in cell.steps(d):
-            xt = cell.emit(isa.Slice(cell.tmp("xt"), xw, 0, t, t + 1, cell.size(3 * hs), True))
-            hr = cell.recur(h, rall, 3 * hs) if lbr else None
-            zr = cell.emit(isa.Binary("add", cell.tmp("zr"), cell.gate(xt, 0, 2 * hs),
-                                      cell.gate(hr, 0, 2 * hs) if lbr else cell.recur(h, rzr, 2 * hs),
-                                      cell.size(2 * hs)))
-            z, r = cell.op("sigmoid", cell.gate(zr, 0, hs)), cell.op("sigmoid", cell.gate(zr, hs, 2 * hs))
+        rall = cell.weights(cell.r, d, range(3)) if lbr else None
+        rzr, rh = (None, None) if lbr else (cell.weights(cell.r, d, range(2)), cell.weights(cell.r, d, [2]))
+        rbh = cell.biases(d, [5], [None]) if cell.b and lbr else None
+        h_whole, h = cell.state(cell.h0, d)
+        hfull, y, order = [h_whole] * len(cell.parts), [], cell.steps(d)
+        for n, t in enumerate(order):
+            xt = cell.step_input(xw, t, 3)
+            hr = cell.recur(hfull, rall, 3) if lbr else None
+            zr = cell.op("add", cell.gate(xt, 0, 2), cell.gate(hr, 0, 2) if lbr else cell.recur(hfull, rzr, 2),
+                         gates=2)
+            z, r = cell.op("sigmoid", cell.gate(zr, 0)), cell.op("sigmoid", cell.gate(zr, 1))
             if lbr:
-                hh = cell.gate(hr, 2 * hs, 3 * hs)
+                hh = cell.gate(hr, 2)
                 if rbh:
                     hh = cell.op("add", hh, rbh)
                 pre = cell.op("mul", r, hh)
             else:
-                pre = cell.recur(cell.op("mul", r, h), rh, hs)
-            cand = cell.op("tanh", cell.op("add", cell.gate(xt, 2 * hs, 3 * hs), pre))
+                pre = cell.recur(cell.gather(cell.op("mul", r, h)), rh, 1)
+            cand = cell.op("tanh", cell.op("add", cell.gate(xt, 2), pre))
             h = cell.op("add", cand, cell.op("mul", z, cell.op("sub", h, cand)))  # (1-z)*cand + z*h
-            y.append(h)
-        ys.append(y if cell.steps(d)[0] == 0 else y[::-1])
-        last_h.append(h)
+            hfull, whole = cell.next_state(h, n == len(order) - 1)
+            y.append(whole)
+        ys.append(y if order[0] == 0 else y[::-1])
+        last_h.append(y[-1])  # the last step computed
     cell.finish(ys, last_h, None)
 
 

@@ -22,11 +22,13 @@ from backends.base import ModelLoadFailed
 from backends.fpga.isa import MvuWeights
 
 
-def golden_products(cfg: MvuConfig, w: MvuWeights, xm: np.ndarray, xe: np.ndarray) -> np.ndarray:
-    """(G, T, N) values of every product, on the golden model."""
+def golden_products(cfg: MvuConfig, w: MvuWeights, xm: np.ndarray, xe: np.ndarray,
+                    acc_exp: np.ndarray | None = None) -> np.ndarray:
+    """(G, T, N) values of every product, on the golden model; ``acc_exp`` (T,): the
+    accumulator exponents (a row slice's: the whole product's), else the rule's."""
     out = np.empty((xm.shape[0], xm.shape[1], w.n))
     for g, ws in enumerate(w.blas_operands):
-        r = golden.products(cfg, ws, w.exp[g], xm[g], xe[g], split=w.shape.split)
+        r = golden.products(cfg, ws, w.exp[g], xm[g], xe[g], acc_exp, split=w.shape.split)
         out[g] = r.values()
     return out
 
@@ -55,17 +57,18 @@ class RtlMvuEngine:
         self.free = base + w.shape.words
         return base
 
-    def __call__(self, cfg: MvuConfig, w: MvuWeights, xm: np.ndarray, xe: np.ndarray) -> np.ndarray:
+    def __call__(self, cfg: MvuConfig, w: MvuWeights, xm: np.ndarray, xe: np.ndarray,
+                 acc_exp: np.ndarray | None = None) -> np.ndarray:
         bases = self.bases.get(id(w))
         if bases is None:  # a run-time weight operand: written into the free words, then run
             self.free = self.scratch
             bases = [self._write(w, g) for g in range(w.mant.shape[0])]
         out = np.empty((xm.shape[0], xm.shape[1], w.n))
         for g, ws in enumerate(w.blas_operands):
-            acc_exp = golden.choose_acc_exp_from(cfg, ws, w.exp[g], xm[g], xe[g])
-            acc, cycles, _ = self.sim.run(xm[g], xe[g], acc_exp, bases[g], w.shape)
+            exps = golden.choose_acc_exp_from(cfg, ws, w.exp[g], xm[g], xe[g]) if acc_exp is None else acc_exp
+            acc, cycles, _ = self.sim.run(xm[g], xe[g], exps, bases[g], w.shape)
             self.matrix_cycles += int(cycles.sum())
-            out[g] = np.ldexp(acc.astype(np.float64), acc_exp[:, None])
+            out[g] = np.ldexp(acc.astype(np.float64), exps[:, None])
         return out
 
     def close(self) -> None:

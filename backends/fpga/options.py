@@ -16,6 +16,9 @@ Options (``ModelConfig.backend_options``, strings; ``serve deploy --option k=v``
 ``devices=1``        MVUs the model is pinned over (``backends.fpga.partition``), each with
                      the weight memory above, or ``auto``: the fewest that hold it. More
                      than one (or auto) chooses the MVU
+``split=auto``       over several devices: ``whole`` matrices each on one device, ``rows``
+                     (large products' output rows split over the devices), or ``auto``:
+                     whichever the cycle model rates faster
 ``device_procs=0|1`` 1: each device a process of its own (``backends.fpga.device``, spawned
                      here on loopback), registers passed between them over TCP; 0 (default):
                      every device in the server's process
@@ -52,9 +55,10 @@ from models.quantize.report import ACTIVATIONS_LIKE_WEIGHTS, ACTIVATIONS_OPTION
 WIDEST = preset("ref16")
 _SIZE = re.compile(r"^\s*(\d+)\s*(KiB|MiB|GiB|k|K|M)?\s*$")
 _UNITS = {None: 1, "k": 1024, "K": 1024, "KiB": 1024, "M": 2**20, "MiB": 2**20, "GiB": 2**30}
-KNOWN = ("engine", "array", "mvu", "fpga_sim", "strict", "weight_mem", "mant_bits", "devices", "device_procs",
+KNOWN = ("engine", "array", "mvu", "fpga_sim", "strict", "weight_mem", "mant_bits", "devices", "split", "device_procs",
          "device_addrs", "device_timeout_s", ACTIVATIONS_OPTION)
 ENGINES = ("auto", "systolic", "mvu")
+SPLITS = ("auto", "whole", "rows")
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class FpgaOptions:
     device_procs: bool = False  # each device a process of its own (spawned, or at device_addrs)
     device_addrs: tuple[str, ...] | None = None  # HOST:PORT of each device process already running
     device_timeout_s: float = 10.0  # the longest a request may take on device processes
+    split: str = "auto"  # over several devices: "whole" | "rows" | "auto" (backends.fpga.partition)
 
 
 def parse_options(options: dict[str, str]) -> FpgaOptions:
@@ -121,7 +126,10 @@ def parse_options(options: dict[str, str]) -> FpgaOptions:
         raise ModelLoadFailed(f"fpga option fpga_sim={sim}: device processes run the golden model "
                               f"(device_procs, device_addrs); fpga_sim=rtl simulates one device in the server")
     timeout = _seconds(options.get("device_timeout_s", "10"))
-    return FpgaOptions(engine, rows, cols, mvu, sim, strict, mem, mant, devices, procs, addrs, timeout)
+    split = options.get("split", "auto").strip().lower()
+    if split not in SPLITS:
+        raise ModelLoadFailed(f"fpga option split={options['split']!r}: expected one of {', '.join(SPLITS)}")
+    return FpgaOptions(engine, rows, cols, mvu, sim, strict, mem, mant, devices, procs, addrs, timeout, split)
 
 
 def _devices(text: str) -> int | None:

@@ -11,6 +11,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from hw.config import HwConfig, MvuConfig
+from hw.mvu.golden import acc_exp_of_slices, slice_stats
 
 from backends.fpga import isa, kernels, matunit
 from backends.fpga.operands import encode_any_weights, encode_rows, encode_vectors
@@ -89,6 +90,7 @@ class Runtime:
         src, dst, wsrc = ins.src, ins.dst, ins.wsrc
         pinned = self.weights.get(ins.slot)
         src_b, w_b = ins.src_bcast, ins.w_bcast
+        acc = ins.acc
         if isinstance(cfg, MvuConfig):  # blocks along K of whole input words; one value per product
             encode_x = encode_rows
             finish = lambda values: values.astype(np.float32)  # noqa: E731
@@ -104,7 +106,20 @@ class Runtime:
             else:
                 w = pinned
             xm, xe = encode_x(cfg, fmt, x.reshape(g, t, k))
-            r[dst] = finish(engine(cfg, w, xm, xe)).reshape(out_shape)
+            if acc:  # a row slice: the whole product's exponent, from every slice's statistics
+                values = engine(cfg, w, xm, xe, acc_exp_of_slices(cfg, [r[s] for s in acc]))
+            else:
+                values = engine(cfg, w, xm, xe)
+            r[dst] = finish(values).reshape(out_shape)
+        return step
+
+    def _bind_accstats(self, ins: isa.AccStats):
+        cfg, fmt, w = self.cfg, layer_format(ins.fmt), self.weights[ins.slot]
+        dst, src, t, k = ins.dst, ins.src, ins.t, ins.k
+
+        def step(r):
+            xm, xe = encode_rows(cfg, fmt, r[src].reshape(t, k))
+            r[dst] = slice_stats(cfg, w.blas_operands[0], w.exp[0], xm, xe)
         return step
 
     def _bind_im2col(self, ins: isa.Im2Col):

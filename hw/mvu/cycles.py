@@ -26,8 +26,12 @@ def product_cycles(s: Shape) -> int:
     return 1 + s.n_pass * s.c + PIPELINE
 
 
-def best_shape(cfg: MvuConfig, m: int, k: int) -> Shape:
-    """The split of the tile engines over K with the fewest cycles (the fewest groups on a tie)."""
+def best_shape(cfg: MvuConfig, m: int, k: int, whole_m: int = 0) -> Shape:
+    """The split of the tile engines over K with the fewest cycles (the fewest groups on a
+    tie); for ``m`` rows sliced from a product of ``whole_m``, the whole's split (a
+    saturating sum's order is the split's: the slice keeps the whole's outputs)."""
+    if whole_m:
+        return shape(cfg, m, k, best_shape(cfg, whole_m, k).split)
     return min((shape(cfg, m, k, s) for s in cfg.splits()), key=lambda s: (product_cycles(s), s.split))
 
 

@@ -34,8 +34,10 @@ import numpy as np
 from hw import golden
 from hw.config import MvuConfig
 
+_NONE = np.iinfo(np.int64).max  # hw.golden.acc_exp_stats' "no nonzero block"
+
 __all__ = ["MvmResult", "check_operands", "weight_operand", "block_sums", "choose_acc_exp", "choose_acc_exp_from",
-           "mvm", "products"]
+           "slice_stats", "acc_exp_of_slices", "mvm", "products"]
 
 
 class MvmResult(NamedTuple):
@@ -114,6 +116,26 @@ def choose_acc_exp_from(cfg: MvuConfig, ws: np.ndarray, w_exp: np.ndarray, x_man
                         x_exp: np.ndarray) -> np.ndarray:
     """:func:`choose_acc_exp` on checked operands, ``ws`` from :func:`weight_operand`."""
     return _rule(cfg, block_sums(cfg, ws, x_mant), _exponents(w_exp, x_exp))
+
+
+def slice_stats(cfg: MvuConfig, ws: np.ndarray, w_exp: np.ndarray, x_mant: np.ndarray,
+                x_exp: np.ndarray) -> np.ndarray:
+    """What the rule reads of one slice of a product's rows (``hw.golden.acc_exp_stats``):
+    (T, 2) float64, each product's finest nonzero block exponent (inf: none) and peak."""
+    finest, peak = golden.acc_exp_stats(*(a[:, :, None, :] for a in (block_sums(cfg, ws, x_mant),
+                                                                       _exponents(w_exp, x_exp))))
+    return np.stack([np.where(finest == _NONE, np.inf, finest), peak], axis=-1)
+
+
+def acc_exp_of_slices(cfg: MvuConfig, stats: list[np.ndarray]) -> np.ndarray:
+    """The exponent the rule picks for the whole product, (T,), from every row slice's
+    ``slice_stats``: the finest of their finest exponents, the largest of their peaks."""
+    s = np.stack(stats)
+    finest, peak = s[..., 0].min(axis=0), s[..., 1].max(axis=0)
+    whole = np.full(finest.shape, _NONE, np.int64)
+    seen = np.isfinite(finest)
+    whole[seen] = finest[seen].astype(np.int64)
+    return golden.acc_exp_choose(cfg, whole, peak)
 
 
 def group_bounds(cfg: MvuConfig, kp: int, split: int) -> list[tuple[int, int]]:
