@@ -21,6 +21,9 @@ QUANTILE = 0.9  # a high quantile: predictions should err towards refusing
 # ms); with 25% it stayed under (170 ms) and goodput rose to capacity: the queue never
 # ran dry. The cost: a request predicted to need more than 75% of its time is refused.
 RESPONSE_SLACK = 0.25
+# Calls gRPC's core may hold for the event loop before it sheds new ones itself, no Python
+# run (serve/server.py, ServerConfig.max_pending_rpcs; `serve start --max-pending-rpcs`).
+MAX_PENDING_RPCS = 64
 
 
 class ServiceTimeEstimator:

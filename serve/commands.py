@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from models.convert.shapes import add_input_shape_argument
+from serve.admission import MAX_PENDING_RPCS
 from serve.client_commands import DEFAULT_REPO, add_repo, add_target, client_for
 
 
@@ -27,6 +28,20 @@ def _add_server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auth-token-file", type=Path,
                    help="file holding the bearer token that model management RPCs must carry "
                         "(default: $BWSERVE_AUTH_TOKEN; none: management is open on loopback only)")
+    p.add_argument("--max-pending-rpcs", type=_count, default=MAX_PENDING_RPCS, metavar="N",
+                   help="calls gRPC's core holds while the event loop is behind under overload; beyond N/4 it "
+                        "sheds some, beyond N every new call, before any Python runs (the client sees CANCELLED); "
+                        "0: no bound (default %(default)s)")
+    p.add_argument("--max-concurrent-rpcs", type=_count, default=0, metavar="N",
+                   help="RPCs the server holds at once (queued or running); beyond N, grpc.aio refuses new "
+                        "ones with RESOURCE_EXHAUSTED before the server's own code runs. 0: no limit (default), "
+                        "the deadline-based door decides")
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a count, 0 for none")
+    return int(text)
 
 
 def register(sub) -> None:
@@ -102,7 +117,9 @@ def _server_config(args, models=None):
                         metrics_host=args.metrics_host, models=models,
                         grace_s=getattr(args, "grace_s", 10.0),
                         drain_delay_s=getattr(args, "drain_delay_s", 0.0), tls=tls,
-                        auth_token=read_token(args.auth_token_file), event_loop=args.event_loop)
+                        auth_token=read_token(args.auth_token_file), event_loop=args.event_loop,
+                        max_pending_rpcs=args.max_pending_rpcs or None,
+                        max_concurrent_rpcs=args.max_concurrent_rpcs or None)
 
 
 def _serve_foreground(config) -> int:

@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from protos import inference_pb2 as pb
+from serve.admission import MAX_PENDING_RPCS
 from serve.auth import TlsFiles, management_guard
 from serve.drain import DrainReport
 from serve.health import ModelHealth
@@ -51,7 +52,10 @@ class ServerConfig:
     event_loop: str = "uvloop"  # or "asyncio", the standard library's (see loop_factory)
     # Calls gRPC's core holds that Python has not taken yet (the event loop is behind);
     # beyond it the core refuses new calls before any Python runs (see BwServer). None: no bound.
-    max_pending_rpcs: int | None = 64
+    max_pending_rpcs: int | None = MAX_PENDING_RPCS
+    # RPCs Python may hold at once (grpc.aio's maximum_concurrent_rpcs); beyond it grpc.aio
+    # refuses a call (RESOURCE_EXHAUSTED) before our handler runs. None: no limit (see BwServer).
+    max_concurrent_rpcs: int | None = None
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -126,7 +130,11 @@ class BwServer:
             options += [("grpc.server.max_pending_requests", config.max_pending_rpcs // 4),
                         ("grpc.server.max_pending_requests_hard_limit", config.max_pending_rpcs)]
         guard = management_guard(config.host, config.auth_token, bool(config.tls and config.tls.ca))
-        self.server = grpc.aio.server(options=options, interceptors=[guard] if guard else None)
+        # Off by default: a refusal there costs the server about a quarter less CPU than the
+        # door's (benchmarks/refusal_cost.py), but a fixed count of RPCs is the wrong bound for
+        # a slow model with a long deadline, and it is shared by every model and health check.
+        self.server = grpc.aio.server(options=options, interceptors=[guard] if guard else None,
+                                      maximum_concurrent_rpcs=config.max_concurrent_rpcs)
         self.service = InferenceService(self.registry, self.metrics, lambda: self._serving)
         _add_inference_service(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
