@@ -7,21 +7,34 @@ theirs.
 
 ``--model cpu-mlp`` (issue 22): an MLP 784-2048-2048-2048-10 on the CPU backend,
 about 1 ms a request, where the Python front end (gRPC, the event loop, decode)
-costs as much as the model. Each variant (``--variant LABEL=THREADS:KEY=VALUE,...``,
-several) is the same model with other CPU options, served by its own ``serve
-start`` process; every request carries a gRPC deadline of ``--slo-ms``.
+costs as much as the model. Each variant (``--variant "LABEL=THREADS:KEY=VALUE,...
+[pinned] [clients=N] [--serve-flag ...]"``, several) is the same model with other CPU
+options (and ``serve start`` flags), served by its own ``serve start`` process; every
+request carries a gRPC deadline of ``--slo-ms``. ``clients=N`` drives that variant
+with N generator processes instead of ``--clients``. ``pinned`` runs that server on core 0
+only and its generators on core 1 only (taskset), capacity runs included: the
+client then takes no CPU from the server, so comparing a pinned variant with its
+unpinned twin says how much of the drop under overload is the client's.
 
 Both: the load comes from ``--clients`` generator processes (benchmarks/loadgen.py),
 never from this process or the server's. Each variant's capacity is measured
 first, in the same run, with the same generator (closed loop, concurrency 4,
-as issue 3 measured it); the first variant's capacity is the reference that every
-offered load is a multiple of. Then every point (load x variant, variants in
-a rotated order) runs ``--rounds`` times, interleaved, and the table gives
+as issue 3 measured it; the median of 3 runs, variants interleaved); the first
+variant's capacity is the reference that every offered load is a multiple of.
+Then every point (load x variant, variants in a rotated order) runs
+``--rounds`` times, interleaved, and the table gives
 per-round medians: goodput (requests answered within the SLO at the client,
 per second), late (DEADLINE_EXCEEDED at the client, share of those sent),
-refused (RESOURCE_EXHAUSTED / UNAVAILABLE, share of those sent), and p50/p99 of
-the served requests pooled over rounds. ``client cpu`` is the generators' CPU
-seconds per second of the run (out of the machine's cores).
+refused (RESOURCE_EXHAUSTED / UNAVAILABLE / CANCELLED, share of those sent), and
+p50/p99 of the served requests pooled over rounds. Each round measures every
+variant's capacity again first (the machine is shared: what it sustains drifts
+from minute to minute), and ``goodput/capacity`` divides each round's goodput
+by the variant's own capacity of that round. CPU, in cores (CPU seconds per
+second of the point, from /proc): ``client`` the generators', ``server`` the
+server process's, ``loop`` its main thread's (the event loop, where grpc.aio
+and every refusal run), ``machine`` everything on the machine (other people's
+work included); ``server wait`` is how long the server's threads were ready to
+run but waited for a core (schedstat), per second.
 
     .venv/bin/python benchmarks/admission.py [--model sleep --sleep-ms 5 --slo-ms 50]
     .venv/bin/python benchmarks/admission.py --model cpu-mlp --slo-ms 50 [--rounds 3]
@@ -49,6 +62,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from baselines import launch  # noqa: E402
+from proc_cpu import cpu_seconds  # noqa: E402
 from models.convert.onnx_io import finalize  # noqa: E402
 from serve.client import build_request  # noqa: E402
 from serve.deploy import prepare  # noqa: E402
@@ -58,6 +72,7 @@ LOADGEN = ROOT / "benchmarks" / "loadgen.py"
 MLP_SIZES = (784, 2048, 2048, 2048, 10)
 # The CPU variants the issue measured: onnxruntime's defaults, one thread, no spinning.
 CPU_VARIANTS = ("default=0:", "threads-1=1:", "no-spin=0:spinning=0")
+SERVER_CPUS, CLIENT_CPUS = "0", "1"  # a pinned variant's cores (taskset -c)
 
 
 @dataclass
@@ -66,11 +81,16 @@ class Variant:
     model: str  # its name in the repository
     tree: str = ""  # a checkout of bwserve to serve it from (a commit before a change); "": this one
     address: str = ""
-    capacity: float = 0.0  # closed loop, requests/s
+    flags: tuple[str, ...] = ()  # extra ``serve start`` arguments
+    capacity: float = 0.0  # closed loop, requests/s, measured before the first round
+    capacities: list[float] = field(default_factory=list)  # the same, measured again in each round
+    pid: int = 0  # the server process
+    pinned: bool = False  # server on core 0, its generators on core 1
+    clients: int = 0  # generator processes; 0: --clients
     rounds: dict[float, list[dict]] = field(default_factory=dict)  # load -> one merged result per round
 
 
-def _echo_model() -> onnx.ModelProto:
+def echo_model() -> onnx.ModelProto:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "echo", [x], [y])
@@ -79,7 +99,7 @@ def _echo_model() -> onnx.ModelProto:
 
 def _sleep_repo(root: Path, args) -> tuple[list[Variant], dict[str, np.ndarray]]:
     source = root / "echo.onnx"
-    onnx.save(_echo_model(), source)
+    onnx.save(echo_model(), source)
     repo = ModelRepository(root / "repo")
     variants = []
     for label, name, admission in (("admission", "adm", True), ("FIFO", "fifo", False)):
@@ -91,13 +111,15 @@ def _sleep_repo(root: Path, args) -> tuple[list[Variant], dict[str, np.ndarray]]
     return variants, {"x": np.random.default_rng(0).random((1, 16), dtype=np.float32)}
 
 
-def _parse_variant(text: str) -> tuple[str, int, dict[str, str], str]:
-    """LABEL=THREADS:KEY=VALUE,...[@TREE] -> (label, threads, backend options, tree)."""
+def _parse_variant(text: str) -> tuple[str, int, dict[str, str], str, tuple[str, ...]]:
+    """LABEL=THREADS:KEY=VALUE,...[@TREE] [pinned] [clients=N] [FLAG...] -> (label, threads, backend options,
+    tree, flags); "pinned" and "clients=N" are among the flags if given."""
+    text, *flags = text.split()
     text, _, tree = text.partition("@")
     label, _, rest = text.partition("=")
     threads, _, options = rest.partition(":")
     pairs = dict(item.split("=", 1) for item in options.split(",") if item)
-    return label, int(threads or 0), pairs, tree
+    return label, int(threads or 0), pairs, tree, tuple(flags)
 
 
 def _mlp_repo(root: Path, args) -> tuple[list[Variant], dict[str, np.ndarray]]:
@@ -108,35 +130,47 @@ def _mlp_repo(root: Path, args) -> tuple[list[Variant], dict[str, np.ndarray]]:
     repo = ModelRepository(root / "repo")
     variants = []
     for index, text in enumerate(args.variant or CPU_VARIANTS):
-        label, threads, options, tree = _parse_variant(text)
+        label, threads, options, tree, flags = _parse_variant(text)
         name = f"mlp{index}"
         prepared = prepare([source], name=name, backend="cpu", threads=threads, backend_options=options)
         repo.add(prepared.config.replace(max_queue_size=args.max_queue), prepared.model_bytes)
-        variants.append(Variant(label, name, tree))
+        clients = [int(f.partition("=")[2]) for f in flags if f.startswith("clients=")]
+        serve_flags = tuple(f for f in flags if f != "pinned" and not f.startswith("clients="))
+        variants.append(Variant(label, name, tree, flags=serve_flags, pinned="pinned" in flags,
+                                clients=clients[0] if clients else 0))
     return variants, {"input": np.random.default_rng(0).random((1, MLP_SIZES[0]), dtype=np.float32)}
 
 
-def _start(repo: Path, models: list[str], inputs: dict[str, np.ndarray], log: Path,
-           tree: str = "") -> launch.Running:
-    """``serve start`` for ``models``; from ``tree`` (python -P, that tree on PYTHONPATH) if given."""
+def start_server(repo: Path, models: list[str], inputs: dict[str, np.ndarray], log: Path,
+           tree: str = "", flags: tuple[str, ...] = (), cpus: str = "") -> launch.Running:
+    """``serve start`` for ``models`` with ``flags``; from ``tree`` (python -P, that tree on PYTHONPATH) if given,
+    on the cores ``cpus`` (taskset's list) if given."""
     port = launch.free_port()
-    command = launch.bwserve(repo, models[0], port) + [a for m in models[1:] for a in ("--model", m)]
+    command = launch.bwserve(repo, models[0], port) + [a for m in models[1:] for a in ("--model", m)] + list(flags)
     if tree:
         tree, *env = tree.split("#")
         command = ["env", f"PYTHONPATH={tree}", *env, sys.executable, "-P", "-m", "serve.cli"] + command[1:]
+    if cpus:
+        command = ["taskset", "-c", cpus] + command
     return launch.start(models[0], command, port, build_request(models[0], inputs), log)
 
 
-def _generate(address: str, request: Path, clients: int, duration: float, *, rate: float = 0.0,
-              concurrency: int = 4, timeout_ms: float = 0.0, seed: int = 0) -> dict:
-    """Run ``clients`` generator processes together; their results merged."""
+def generate(address: str, request: Path, clients: int, duration: float, *, rate: float = 0.0,
+              concurrency: int = 4, timeout_ms: float = 0.0, seed: int = 0, pid: int, cpus: str = "") -> dict:
+    """Run ``clients`` generator processes together (on the cores ``cpus`` if given); their results merged,
+    with the CPU that the server ``pid`` (its main thread, the machine) used while they ran, in cores."""
     start_at = time.time() + 1.0  # after every generator has connected and warmed up
     procs = []
     for i in range(clients):
-        command = [sys.executable, str(LOADGEN), address, str(request), "--duration", str(duration),
+        command = ["taskset", "-c", cpus] if cpus else []
+        command += [sys.executable, str(LOADGEN), address, str(request), "--duration", str(duration),
                    "--seed", str(seed * 1000 + i), "--start-at", str(start_at), "--timeout-ms", str(timeout_ms)]
         command += ["--rate", str(rate / clients)] if rate else ["--concurrency", str(concurrency)]
         procs.append(subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True))
+    time.sleep(max(0.0, start_at - time.time()))
+    before = cpu_seconds(pid)
+    time.sleep(duration)
+    server, loop, machine, waited = ((b - a) / duration for a, b in zip(before, cpu_seconds(pid)))
     outs = []
     for proc in procs:
         stdout, _ = proc.communicate(timeout=duration + 120)
@@ -146,32 +180,36 @@ def _generate(address: str, request: Path, clients: int, duration: float, *, rat
     return {"latencies_s": [x for o in outs for x in o["latencies_s"]],
             "errors": sum((Counter(o["errors"]) for o in outs), Counter()),
             "wall_s": max(o["wall_s"] for o in outs), "sent": sum(o["sent"] for o in outs),
-            "cpu_s": sum(o["cpu_s"] for o in outs), "lag_p99_ms": max(o["lag_p99_ms"] for o in outs)}
+            "cpu_s": sum(o["cpu_s"] for o in outs), "lag_p99_ms": max(o["lag_p99_ms"] for o in outs),
+            "server_cpu": server, "loop_cpu": loop, "machine_cpu": machine, "server_wait": waited}
 
 
 def _capacity(variant: Variant, request: Path, args) -> float:
-    out = _generate(variant.address, request, 1, args.capacity_s, concurrency=4)
+    out = generate(variant.address, request, 1, args.capacity_s, concurrency=4, pid=variant.pid,
+                    cpus=CLIENT_CPUS if variant.pinned else "")
     return len(out["latencies_s"]) / out["wall_s"]
 
 
 def _cells(variant: Variant, load: float, reference: float, slo_s: float) -> str:
     rounds = variant.rounds[load]
-    good, late, refused, cpu = [], [], [], []
+    good, share, late, refused, cpu = [], [], [], [], []
     kinds: Counter = Counter()
-    for r in rounds:
+    for capacity, r in zip(variant.capacities, rounds):
         lat = np.asarray(r["latencies_s"])
         good.append(int((lat <= slo_s).sum()) / r["wall_s"])
+        share.append(good[-1] / capacity)
         late_n = sum(v for k, v in r["errors"].items() if k.startswith("DEADLINE_EXCEEDED"))
         late.append(late_n / max(1, r["sent"]))
         refused.append((sum(r["errors"].values()) - late_n) / max(1, r["sent"]))
-        cpu.append(r["cpu_s"] / r["wall_s"])
+        cpu.append((r["cpu_s"] / r["wall_s"], r["server_cpu"], r["loop_cpu"], r["server_wait"], r["machine_cpu"]))
         kinds.update(r["errors"])
     served = np.concatenate([np.asarray(r["latencies_s"]) for r in rounds])
     p50, p99 = (np.percentile(served, [50, 99]) * 1e3) if len(served) else (np.nan, np.nan)
-    goodput = float(np.median(good))
     top = "; ".join(f"{k} {v}" for k, v in kinds.most_common(3)) or "-"
-    return (f"| {variant.label} | {load:g}x | {load * reference:.0f} | {goodput:.0f} | {goodput / reference:.0%} | "
-            f"{np.median(late):.1%} | {np.median(refused):.1%} | {p50:.1f} | {p99:.1f} | {np.median(cpu):.2f} | "
+    cores = " | ".join(f"{x:.2f}" for x in np.median(cpu, axis=0))
+    return (f"| {variant.label} | {load:g}x | {load * reference:.0f} | {np.median(good):.0f} | "
+            f"{np.median(share):.0%} ({min(share):.0%}-{max(share):.0%}) | "
+            f"{np.median(late):.1%} | {np.median(refused):.1%} | {p50:.1f} | {p99:.1f} | {cores} | "
             f"{max(r['lag_p99_ms'] for r in rounds):.1f} | {top} |")
 
 
@@ -201,27 +239,33 @@ def main(argv: list[str] | None = None) -> int:
         servers = []
         try:
             if args.model == "sleep":  # both models in one process, as issue 3 measured
-                servers.append(_start(work / "repo", [v.model for v in variants], inputs, work / "server.log"))
+                servers.append(start_server(work / "repo", [v.model for v in variants], inputs, work / "server.log"))
                 for v in variants:
-                    v.address = servers[0].address
+                    v.address, v.pid = servers[0].address, servers[0].process.pid
             else:
                 for v in variants:
-                    servers.append(_start(work / "repo", [v.model], inputs, work / f"{v.model}.log", v.tree))
-                    v.address = servers[-1].address
+                    servers.append(start_server(work / "repo", [v.model], inputs, work / f"{v.model}.log", v.tree,
+                                          v.flags, SERVER_CPUS if v.pinned else ""))
+                    v.address, v.pid = servers[-1].address, servers[-1].process.pid
             requests = {}
             for v in variants:
                 requests[v.model] = work / f"{v.model}.request"
                 requests[v.model].write_bytes(build_request(v.model, inputs).SerializeToString())
-                v.capacity = _capacity(v, requests[v.model], args)
+            first = [[_capacity(v, requests[v.model], args) for v in variants] for _ in range(3)]
+            for v, runs in zip(variants, zip(*first)):
+                v.capacity = float(np.median(runs))
             reference = variants[0].capacity
             timeout_ms = args.slo_ms if args.model == "cpu-mlp" else 0.0
             loadavg = [os.getloadavg()[0]]
             for r in range(args.rounds):
+                for v in variants[r % len(variants):] + variants[:r % len(variants)]:
+                    v.capacities.append(_capacity(v, requests[v.model], args))
                 for i, load in enumerate(loads):
                     order = variants[(r + i) % len(variants):] + variants[:(r + i) % len(variants)]
                     for v in order:
-                        out = _generate(v.address, requests[v.model], args.clients, args.duration,
-                                        rate=load * reference, timeout_ms=timeout_ms, seed=r * 100 + i)
+                        out = generate(v.address, requests[v.model], v.clients or args.clients, args.duration,
+                                        rate=load * reference, timeout_ms=timeout_ms, seed=r * 100 + i, pid=v.pid,
+                                        cpus=CLIENT_CPUS if v.pinned else "")
                         v.rounds.setdefault(load, []).append(out)
                         loadavg.append(os.getloadavg()[0])
                 print(f"round {r + 1}/{args.rounds} done, load average {loadavg[-1]:.1f}", file=sys.stderr,
@@ -235,12 +279,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC  {what}; "
           f"{args.duration:g} s of arrivals per point, {args.rounds} round(s), {args.clients} generator process(es), "
           f"{os.cpu_count()} cores, load average {min(loadavg):.1f}-{max(loadavg):.1f}")
-    print("# capacity (closed loop, concurrency 4): "
-          + ", ".join(f"{v.label} {v.capacity:.0f}/s" for v in variants)
-          + f"; loads are multiples of {variants[0].label}'s\n")
-    print("| variant | load | offered/s | goodput/s | goodput/capacity | late | refused | p50 ms | p99 ms | "
-          "client cpu | send lag p99 ms | errors (most common) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("# capacity (closed loop, concurrency 4), first and in each round: "
+          + "; ".join(f"{v.label} {v.capacity:.0f}/s ({', '.join(f'{c:.0f}' for c in v.capacities)})"
+                      for v in variants)
+          + f"; loads are multiples of {variants[0].label}'s first\n")
+    print("| variant | load | offered/s | goodput/s | goodput/capacity (range) | late | refused | p50 ms | p99 ms | "
+          "client cpu | server cpu | loop cpu | server wait | machine cpu | send lag p99 ms | errors (most common) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for v in variants:
         for load in loads:
             print(_cells(v, load, reference, slo_s))

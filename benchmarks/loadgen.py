@@ -8,10 +8,11 @@ it still costs is reported (``cpu_s``: this process's CPU seconds over the run,
 ``lag_p99_ms``: how late the 99th percentile send left against its Poisson
 schedule), so a run can say how much of the machine the client took.
 
-Open loop: arrivals at ``--rate`` per second from ``--start-at`` (a
-``time.time()``, so that several generators start together) for
-``--duration`` seconds; each latency runs from its scheduled send time. Closed
-loop: ``--concurrency`` callers back to back for ``--duration`` seconds.
+Both start at ``--start-at`` (a ``time.time()``, so that several generators,
+and whoever reads the server's CPU meanwhile, start together) and run for
+``--duration`` seconds. Open loop: Poisson arrivals at ``--rate`` per second;
+each latency runs from its scheduled send time. Closed loop: ``--concurrency``
+callers back to back. ``--timeout-ms`` gives every call a gRPC deadline.
 
     python benchmarks/loadgen.py ADDRESS REQUEST_FILE (--rate R | --concurrency C) [--timeout-ms T]
 """
@@ -37,8 +38,7 @@ def _kind(exc: grpc.aio.AioRpcError) -> str:
     return f"{exc.code().name}: {' '.join(words[:4])}"
 
 
-async def _open(call, payload: bytes, rate: float, duration: float, timeout: float | None,
-                seed: int, start_at: float) -> dict:
+async def _open(call, payload: bytes, rate: float, duration: float, timeout: float | None, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     gaps = rng.exponential(1.0 / rate, int(rate * duration * 1.5) + 100)
     offsets = np.cumsum(gaps)
@@ -56,7 +56,6 @@ async def _open(call, payload: bytes, rate: float, duration: float, timeout: flo
             return
         latencies.append(time.perf_counter() - due)
 
-    await asyncio.sleep(max(0.0, start_at - time.time()))
     start = time.perf_counter()
     tasks = []
     for offset in offsets:
@@ -70,7 +69,7 @@ async def _open(call, payload: bytes, rate: float, duration: float, timeout: flo
             "sent": len(offsets), "lag_p99_ms": float(np.percentile(lags, 99) * 1e3) if lags else 0.0}
 
 
-async def _closed(call, payload: bytes, concurrency: int, duration: float) -> dict:
+async def _closed(call, payload: bytes, concurrency: int, duration: float, timeout: float | None) -> dict:
     latencies: list[float] = []
     errors: Counter = Counter()
     stop_at = time.perf_counter() + duration
@@ -79,7 +78,7 @@ async def _closed(call, payload: bytes, concurrency: int, duration: float) -> di
         while time.perf_counter() < stop_at:
             t0 = time.perf_counter()
             try:
-                await call(payload)
+                await call(payload, timeout=timeout)
             except grpc.aio.AioRpcError as exc:
                 errors[_kind(exc)] += 1
                 continue
@@ -98,12 +97,13 @@ async def _main(args) -> dict:
         call = channel.unary_unary(METHOD)  # bytes in, bytes out: nothing (de)serialized here
         for _ in range(args.warmup):
             await call(payload)
+        await asyncio.sleep(max(0.0, args.start_at - time.time()))
         cpu0 = time.process_time()
+        timeout = args.timeout_ms / 1e3 if args.timeout_ms else None
         if args.rate:
-            timeout = args.timeout_ms / 1e3 if args.timeout_ms else None
-            out = await _open(call, payload, args.rate, args.duration, timeout, args.seed, args.start_at)
+            out = await _open(call, payload, args.rate, args.duration, timeout, args.seed)
         else:
-            out = await _closed(call, payload, args.concurrency, args.duration)
+            out = await _closed(call, payload, args.concurrency, args.duration, timeout)
         out["cpu_s"] = time.process_time() - cpu0
         return out
 
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--timeout-ms", type=float, default=0.0, help="gRPC deadline of each request (0: none)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--start-at", type=float, default=0.0, help="time.time() to start the open loop at")
+    parser.add_argument("--start-at", type=float, default=0.0, help="time.time() to start at")
     parser.add_argument("--warmup", type=int, default=5)
     args = parser.parse_args(argv)
     out = asyncio.run(_main(args))
