@@ -198,14 +198,17 @@ def serve(listener: socket.socket, once: bool) -> None:
     """Serve hosts on ``listener`` until killed (``once``: until the first host leaves)."""
     dev = Device(listener)
     inputs: dict[str, np.ndarray] = {}
+    inputs_of = 0  # the request ``inputs`` belong to: a RUN takes its own, never another's
     while True:
         try:
             frame = dev.next_host_frame()
             if frame.kind is Kind.INPUT:
+                if frame.rid != inputs_of:
+                    inputs, inputs_of = {}, frame.rid
                 inputs[frame.name] = frame.array
             elif frame.kind is Kind.RUN:
                 try:
-                    dev.run(frame.rid, inputs)
+                    dev.run(frame.rid, inputs if inputs_of == frame.rid else {})
                 except wire.Closed:
                     raise
                 except Abort as exc:
