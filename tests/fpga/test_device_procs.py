@@ -212,6 +212,22 @@ def test_a_hung_device_fails_its_request_after_the_timeout_and_is_replaced(rng):
         backend.close()
 
 
+def test_the_hang_watchdogs_cancel_ends_a_run_stuck_on_a_device(rng):
+    """Backend.cancel from another thread (the scheduler's watchdog) cuts the links: the
+    run stuck on a stopped device ends with UNAVAILABLE, not after device_timeout_s."""
+    model = _mlp()
+    backend = fpga(model, **_split_options(model), device_procs="1", device_timeout_s="600")
+    try:
+        os.kill(sorted(_device_pids())[2], signal.SIGSTOP)
+        threading.Timer(0.5, backend.cancel).start()
+        with pytest.raises(DeviceUnavailable, match="closed its connection") as info:
+            backend.run({"input": np.zeros((1, 64), np.float32)})
+        assert "within 600 s" not in str(info.value)
+    finally:
+        backend.close()
+    assert _device_pids() == []
+
+
 def _until_served(backend, x, timeout: float = 60):
     deadline = time.monotonic() + timeout
     while True:
