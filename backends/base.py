@@ -47,6 +47,10 @@ class DeviceStats:
     cycles: int
     seconds: float  # modeled device time: cycles / clock
     mac_utilisation: float  # useful MACs / (engine MACs * cycles the device computes), 0..1
+    # A model over several devices: each device's modeled computing time and the time
+    # some transfer between them is in flight (seconds); () and 0.0 on one device.
+    per_device_seconds: tuple[float, ...] = ()
+    link_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

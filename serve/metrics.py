@@ -186,13 +186,19 @@ class Metrics:
                                   CYCLE_BUCKETS)
         self.mac_utilisation = hist("bwserve_mac_utilisation_ratio",
                                     "Useful MACs / (matrix engine MACs x cycles the device computes) per request (FPGA)", RATIO_BUCKETS)
+        self.fpga_device_seconds = HistogramFamily(
+            "bwserve_fpga_device_seconds", "Modeled computing time of each device a model is pinned over, "
+            "per request (FPGA over several devices)", (*MODEL_LABELS, "device_index"), LATENCY_BUCKETS)
+        self.fpga_link_seconds = hist("bwserve_fpga_link_seconds", "Modeled time some transfer between the "
+                                      "devices a model is pinned over is in flight, per request (FPGA)")
         self.requests = CounterFamily("bwserve_requests", "Inference requests by gRPC status code",
                                       (*MODEL_LABELS, "code"))
         self.rejections = CounterFamily("bwserve_rejections", "Requests shed, by reason and stage (door, "
                                         "scheduler, expired)", (*MODEL_LABELS, "reason", "stage"))
         self._families = (self.request_seconds, self.queue_seconds, self.compute_seconds,
                           self.decode_seconds, self.encode_seconds, self.device_seconds,
-                          self.device_cycles, self.mac_utilisation, self.requests, self.rejections)
+                          self.device_cycles, self.mac_utilisation, self.fpga_device_seconds,
+                          self.fpga_link_seconds, self.requests, self.rejections)
         # Children for requests that name no loaded model; see NO_MODEL.
         self._no_model = ({code: self.requests.labels(*NO_MODEL, code.name) for code in NO_MODEL_CODES}
                           if enabled else {})
@@ -275,6 +281,8 @@ class ModelMetrics:
     rejected: dict[tuple[str, str], CounterChild | _NoOp]  # (reason, stage), see REJECTIONS
     codes: dict[grpc.StatusCode, CounterChild | _NoOp]
     labels: tuple[str, str, str]
+    fpga_devices: "_PerDevice | _NoOp" = NOOP  # each device of a model pinned over several
+    fpga_link: "_Lazy | _NoOp" = NOOP
 
     @classmethod
     def bind(cls, metrics: Metrics, model: str, version: str, device: str) -> "ModelMetrics":
@@ -300,6 +308,8 @@ class ModelMetrics:
             rejected={key: metrics.rejections.labels(*labels, *key) for key in REJECTIONS},
             codes=codes,
             labels=labels,
+            fpga_devices=_PerDevice(metrics.fpga_device_seconds, labels),
+            fpga_link=_Lazy(metrics.fpga_link_seconds, labels),
         )
 
     @classmethod
@@ -321,3 +331,20 @@ class _Lazy:
     def _first(self, value: float) -> None:
         self.observe = self._family.labels(*self._labels).observe
         self.observe(value)
+
+
+class _PerDevice:
+    """One child per device index, bound the first time a request reports that many
+    devices (the count is the model's, fixed at load)."""
+
+    __slots__ = ("_family", "_labels", "_children")
+
+    def __init__(self, family: HistogramFamily, labels: tuple[str, ...]) -> None:
+        self._family, self._labels, self._children = family, labels, ()
+
+    def observe(self, values: tuple[float, ...]) -> None:
+        """Each device's value, ``values[i]`` under ``device_index="i"``."""
+        if len(self._children) != len(values):
+            self._children = tuple(self._family.labels(*self._labels, str(i)) for i in range(len(values)))
+        for child, value in zip(self._children, values):
+            child.observe(value)

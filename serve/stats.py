@@ -55,6 +55,9 @@ class ModelStats:
             m.device_seconds.observe(device.seconds)
             m.device_cycles.observe(device.cycles)
             m.mac_utilisation.observe(device.mac_utilisation)
+            if device.per_device_seconds:
+                m.fpga_devices.observe(device.per_device_seconds)
+                m.fpga_link.observe(device.link_seconds)
 
     def failure(self, total_ns: int, code: grpc.StatusCode, reason: str | None = None,
                 stage: str | None = None) -> None:

@@ -115,7 +115,11 @@ class FpgaBackend(Backend):
         self.engine = self._engine(opts.sim)
         self.runtime = (DeviceProcs(self.program, self.cfg, opts.device_addrs, opts.device_timeout_s)
                         if opts.device_procs else Runtime(self.program, self.cfg, self.engine))
-        self._stats = DeviceStats(self.cost.cycles, self.cost.seconds(self.cfg), self.cost.utilisation(self.cfg))
+        cost, clock = self.cost, self.cfg.clock_hz
+        several = cost.devices > 1  # each device's time and the link's, per request
+        self._stats = DeviceStats(cost.cycles, cost.seconds(self.cfg), cost.utilisation(self.cfg),
+                                  tuple(c / clock for c in cost.device_cycles) if several else (),
+                                  cost.link_cycles / clock if several else 0.0)
         self._last: DeviceStats | None = None
 
     def _engine(self, sim: str):

@@ -20,23 +20,24 @@ from tests.fpga.conftest import fpga, make_model, ort_run
 SEQ, BATCH, INPUT, HIDDEN = 25, 1, 48, 64
 
 
-def rnn_model(op: str, direction: str, rng, peepholes: bool = False, **attrs):
+def rnn_model(op: str, direction: str, rng, peepholes: bool = False, hidden: int = HIDDEN, inp: int = INPUT,
+              seq: int = SEQ, batch: int = BATCH, **attrs):
     gates = {"LSTM": 4, "GRU": 3}[op]
     dirs = 2 if direction == "bidirectional" else 1
-    s = 1 / np.sqrt(HIDDEN)
-    inits = {"W": rng.uniform(-s, s, (dirs, gates * HIDDEN, INPUT)), "R": rng.uniform(-s, s, (dirs, gates * HIDDEN, HIDDEN)),
-             "B": rng.uniform(-s, s, (dirs, 2 * gates * HIDDEN)), "h0": rng.uniform(-0.5, 0.5, (dirs, BATCH, HIDDEN))}
+    s = 1 / np.sqrt(hidden)
+    inits = {"W": rng.uniform(-s, s, (dirs, gates * hidden, inp)), "R": rng.uniform(-s, s, (dirs, gates * hidden, hidden)),
+             "B": rng.uniform(-s, s, (dirs, 2 * gates * hidden)), "h0": rng.uniform(-0.5, 0.5, (dirs, batch, hidden))}
     names = ["x", "W", "R", "B", "", "h0"]
     if op == "LSTM":
-        inits["c0"] = rng.uniform(-0.5, 0.5, (dirs, BATCH, HIDDEN))
+        inits["c0"] = rng.uniform(-0.5, 0.5, (dirs, batch, hidden))
         names.append("c0")
         if peepholes:
-            inits["P"] = rng.uniform(-s, s, (dirs, 3 * HIDDEN))
+            inits["P"] = rng.uniform(-s, s, (dirs, 3 * hidden))
             names.append("P")
     inits = {k: v.astype(np.float32) for k, v in inits.items()}
     outs = ["y", "y_h"] + (["y_c"] if op == "LSTM" else [])
-    node = helper.make_node(op, names, outs, hidden_size=HIDDEN, direction=direction, **attrs)
-    return make_model([node], {"x": [SEQ, BATCH, INPUT]}, {o: None for o in outs}, inits)
+    node = helper.make_node(op, names, outs, hidden_size=hidden, direction=direction, **attrs)
+    return make_model([node], {"x": [seq, batch, inp]}, {o: None for o in outs}, inits)
 
 
 CASES = [("LSTM", "forward", {}), ("LSTM", "bidirectional", {"peepholes": True}),
