@@ -58,15 +58,20 @@ def start_device(listen: str = "127.0.0.1:0", prefix: tuple[str, ...] = ()) -> t
     return proc, line.split()[1]
 
 
+@pytest.mark.parametrize("split", ["whole", "rows"])
 @pytest.mark.parametrize("name", MODELS)
-def test_outputs_through_device_processes_equal_in_process_bit_for_bit(name, rng):
+def test_outputs_through_device_processes_equal_in_process_bit_for_bit(name, split, rng):
+    """Whole matrices over the fewest devices that hold them, or every large product's
+    rows over two (its slices exchange their accumulator statistics and gather h)."""
     make, mvu, input_name, shape = MODELS[name]
     model = make(rng)
-    options = _split_options(model, mvu)
+    options = _split_options(model, mvu) if split == "whole" else {"mvu": mvu, "devices": "2", "split": "rows",
+                                                                    "weight_mem": "1MiB"}
     inproc = fpga(model, **options)
     procs = fpga(model, **options, device_procs="1")
     try:
         assert len(procs.runtime.plans) == inproc.cost.devices >= 2
+        assert inproc.assignment.describe().startswith("row split") == (split == "rows")
         assert len(_device_pids()) == inproc.cost.devices
         big = _one_big(model, mvu)
         for _ in range(3):
