@@ -14,8 +14,10 @@ devices, outputs, DONEs).
 
 Models: ``small``, an MLP 64-48-40-32-10 on the tiny MVU over 3 devices (the cost of
 the exchange itself: the arithmetic takes well under a millisecond); ``gru``, a GRU
-h256 x 25 steps (msfp16) on the small MVU, W on one device and R on another, so the
-state crosses the link both ways at every step; ``mlp``, six 3072 x 3072 layers over
+h256 x 25 steps (msfp16) on the small MVU over 2 devices, twice: W on one device and
+R on the other (``split=whole``: the state crosses the link both ways at every step),
+and every product's rows halved over the two (``split=rows``: each step gathers h and
+exchanges accumulator statistics); ``mlp``, six 3072 x 3072 layers over
 3 Brainwave-scale devices (benchmarks/devices_bench.py's). Not devices_bench.py's GRU
 h2816: the golden engine takes about 30 s a request on it, in either form.
 """
@@ -50,8 +52,9 @@ def models(names: list[str]):
         model, formats = rnn("GRU", 256)
         feeds = {"x": np.random.default_rng(1).standard_normal((SEQ, 1, 256)).astype(np.float32)}
         # 208,896 bytes a device: one of W and R (768 words a tile engine each), never both.
-        yield f"GRU h256 x {SEQ} steps, small MVU", model, formats, feeds, {"mvu": "small", "devices": "auto",
-                                                                           "weight_mem": "208896"}
+        for split in ("whole", "rows"):
+            yield f"GRU h256 x {SEQ} steps, small MVU, split={split}", model, formats, feeds, {
+                "mvu": "small", "devices": "2", "split": split, "weight_mem": "208896"}
     if "mlp" in names:
         label, model, formats, feeds = list(brainwave_models())[1]
         yield label, model, formats, feeds, {"mvu": "brainwave", "devices": "auto"}
