@@ -1,4 +1,4 @@
-"""One model pinned over K simulated FPGAs (issue 18, first form: whole matrices), batch 1.
+"""One model pinned over K simulated FPGAs (issue 18): whole matrices and row splits, batch 1.
 
     .venv/bin/python benchmarks/devices_bench.py [--devices 1,2,4,8] > table.md
 
@@ -6,15 +6,17 @@ Models, msfp16 weights given directly (as benchmarks/mvu_bench.py's RNNs): GRU h
 25 steps (DeepBench's largest, ``linear_before_reset``; W and R each 2816 x 8448) and
 an MLP 3072-3072-...-10 of six 3072 x 3072 layers, both on the Brainwave-scale MVU
 (``mvu=brainwave``: 96,000 MACs, 30 MB of M20K a device), ``--option devices=K`` for
-each K. First row per model: one device with memory enough for every matrix
-(``weight_mem``), the same arithmetic, the reference for speedup and scaling
-efficiency (speedup / K). Figures come from the cycle model (``backends/fpga/cycles.py``):
+each K and each form (``--option split=whole``: every matrix whole on one device, a
+pipeline; ``split=rows``: large products' output rows split over the K devices; the
+partitioner serves the faster, marked). First row per model: one device with memory
+enough for every matrix (``weight_mem``), the same arithmetic, the reference for
+speedup and scaling efficiency (speedup / K). Figures come from the cycle model (``backends/fpga/cycles.py``):
 cycles, modeled latency at 250 MHz, MAC utilisation over all K devices' MACs while
 some device computes, the cycles some transfer between devices is in flight, each
 device's computing cycles; and the host's wall time for one request on the golden
-engine (in one process) on the big device and on the fewest devices that hold the
-model, whose outputs are checked equal to the big device's (the runtime is the same
-for every K: only the cycle model places the instructions).
+engine (in one process) on the big device, on the first K that holds the matrices
+whole (the same instructions for every K) and on every row split, whose outputs are
+checked equal to the big device's.
 """
 from __future__ import annotations
 
@@ -56,12 +58,14 @@ def checked(backend, reference: dict, feeds: dict) -> tuple[str, str]:
     return str(all(np.array_equal(out[k], v) for k, v in reference.items())), f"{1e3 * wall:.0f}"
 
 
-def row(name: str, label: str, backend, big, check: tuple[str, str]) -> str:
+def row(name: str, label: str, backend, big, check: tuple[str, str], chosen: bool = False) -> str:
     cost, cfg = backend.cost, backend.cfg
     k = cost.devices
     speedup = big.cost.cycles / cost.cycles
-    on_each = backend.assignment.describe() if k > 1 else "all"
-    return (f"| {name} | {label} | {on_each} | {cost.cycles} | {1e6 * cost.seconds(cfg):.1f} | "
+    a = backend.assignment
+    form = "one device" if a is None or k == 1 else ("rows" if a.rows else "whole") + (" (served)" if chosen else "")
+    on_each = a.describe() if a is not None and k > 1 else "all"
+    return (f"| {name} | {label} | {form} | {on_each} | {cost.cycles} | {1e6 * cost.seconds(cfg):.1f} | "
             f"{100 * cost.utilisation(cfg):.1f}% | {speedup:.2f}x | {100 * speedup / k:.0f}% | {cost.link_cycles} | "
             f"{' / '.join(str(c) for c in cost.device_cycles)} | {check[0]} | {check[1]} |")
 
@@ -70,24 +74,32 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", default="1,2,4,8", help="device counts K")
     args = ap.parse_args()
-    print("| model | devices | matrices on each device | cycles | modeled latency (us) | MAC utilisation "
+    print("| model | devices | form | matrices on each device | cycles | modeled latency (us) | MAC utilisation "
           "(all devices) | speedup vs one big device | scaling efficiency | link cycles | each device's "
           "computing cycles | outputs equal the big device's | host wall (ms) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, model, formats, feeds in models():
         big = device(model, formats, {"engine": "mvu", "mvu": "brainwave", "weight_mem": BIG})
         t = time.perf_counter()
         reference = big.run(feeds)
         print(row(name, f"1, {BIG}", big, big, ("", f"{1e3 * (time.perf_counter() - t):.0f}")), flush=True)
-        check = None
+        checked_forms: set[str] = set()
         for k in args.devices.split(","):
-            backend = device(model, formats, {"mvu": "brainwave", "devices": k})
-            if isinstance(backend, str):
-                print(f"| {name} | {k} | refused: {backend} | | | | | | | | | |", flush=True)
-                continue
-            # The runtime is the same for every K (only the cycle model places it): run the first.
-            check, shown = check or checked(backend, reference, feeds), check is None
-            print(row(name, k, backend, big, check if shown else ("as above", "")), flush=True)
+            fits = {}
+            for form in ("whole", "rows") if k != "1" else ("whole",):
+                backend = device(model, formats, {"mvu": "brainwave", "devices": k, "split": form})
+                if isinstance(backend, str):
+                    print(f"| {name} | {k} | {form if k != '1' else 'one device'} | refused: {backend} "
+                          f"| | | | | | | | | |", flush=True)
+                else:
+                    fits[form] = backend
+            served = min(fits, key=lambda f: fits[f].cost.cycles, default=None)
+            for form, backend in fits.items():
+                # Whole matrices run the same instructions for every K (only their places
+                # differ): the first K that holds them is run; each row split is its own.
+                check = ("as above", "") if form in checked_forms else checked(backend, reference, feeds)
+                checked_forms |= {"whole"} & {form}
+                print(row(name, k, backend, big, check, form == served and len(fits) > 1), flush=True)
 
 
 if __name__ == "__main__":

@@ -296,10 +296,14 @@ class LinkConfig:
 
     The figures are Catapult v2's (Caulfield et al., "A Cloud-Scale Acceleration
     Architecture", MICRO 2016), the boards Brainwave ran on: each FPGA sits between its
-    server's NIC and the datacenter's 40 Gb/s Ethernet and talks to other FPGAs over the
-    Lightweight Transport Layer, measured at 2.88 us round trip between FPGAs under one
-    top-of-rack switch (7.7 us through the next tier, 18.7 us through the one above): a
-    hop is taken as half that round trip, at the 40 Gb/s line rate.
+    server's NIC and the datacenter's 40 Gb/s Ethernet and talks to other FPGAs directly
+    over the Lightweight Transport Layer. The paper's abstract (checked: microsoft.com/
+    research/publication/configurable-cloud-acceleration) gives average FPGA-to-FPGA
+    round trips "under 3, 9, and 20 microseconds" among 24, 1,000 and 250,000 machines;
+    24 machines is one rack, one top-of-rack switch, and its body's figure for that case,
+    2.88 us (not re-checked here), is the one taken: a hop is half that round trip, at
+    the 40 Gb/s line rate. Brainwave (ISCA 2018) pinned one model's sub-graphs over
+    FPGAs on this network.
     """
 
     bytes_per_s: float = 40e9 / 8

@@ -9,7 +9,9 @@ and outputs cross the host link. With ``strict`` the first one is an error inste
 Lowering knows no engine. Weights are pinned after it, once their total size is known,
 for each matrix engine asked for: the systolic array's tiles (``HwConfig.weight_mem_bytes``)
 or the matrix-vector unit's words (``MvuConfig.mem_words`` per tile engine), whose
-matrices may be pinned over several devices (module ``partition``, fpga option ``devices``).
+matrices may be pinned over several devices (module ``partition``, fpga option ``devices``),
+whole or with the model lowered again, its large products' rows cut into slices
+(module ``rowsplit``).
 A model that does not fit is refused with both sizes.
 """
 from __future__ import annotations

@@ -30,11 +30,16 @@ its stages' depth, not another pass over the vector.
   Host compute time is not device time and is not counted.
 
 A model pinned over several devices (``backends.fpga.partition``) gives each
-instruction a device; each device has the three units above. The first time an
-instruction reads a register that another device produced, the register crosses the
-network (``hw.config.LinkConfig``): a transfer on the producer's port once the whole
-register is there, ``ceil(bytes / bandwidth)`` busy cycles plus a hop's latency, in
-issue order; the copy then stays. Constants are pinned on every device.
+instruction a device; each device has the three units above and issues its own
+instructions in order. The first time an instruction reads a register that another
+device produced, the register crosses the network (``hw.config.LinkConfig``): a
+transfer on the producer's port as soon as the whole register is there,
+``ceil(bytes / bandwidth)`` busy cycles plus a hop's latency; the copy then stays.
+A register that device only encodes for products crosses in their encoding
+(``wire_bytes``), anything else in fp32. A row slice's ``AccStats`` costs a vector
+pass of its two figures: its block sums are the product's own, and choosing the
+exponent from them is not charged on one device either; what a row split adds is the
+exchange of those figures. Constants are pinned on every device.
 
 Every figure the model uses is in ``hw.config``.
 """
