@@ -19,6 +19,7 @@ from backends.fpga import FpgaBackend, artifact, backend as fpga_backend, isa
 from backends.fpga.summary import summary
 from serve.repository import write_files
 from tests.fpga.conftest import fpga
+from tests.fpga.test_rtl import _verilator
 from tests.fpga.test_compiler import _host_sandwich
 from tests.fpga.test_devices import MODELS, _memory, _one_big, _words
 
@@ -46,16 +47,17 @@ def compiles(monkeypatch):
     return calls
 
 
-def _load(folder, **options) -> FpgaBackend:
-    backend = FpgaBackend(ModelSpec(name="m", options={k: str(v) for k, v in options.items()}))
+def _load(folder, formats=None, **options) -> FpgaBackend:
+    backend = FpgaBackend(ModelSpec(name="m", layer_formats=formats or {},
+                                    options={k: str(v) for k, v in options.items()}))
     backend.load(folder / MODEL_FILE)
     return backend
 
 
-def _deploy(folder, model, **options) -> FpgaBackend:
+def _deploy(folder, model, formats=None, **options) -> FpgaBackend:
     """What deploy does: the model in a version folder, loaded once, its artefact written."""
     (folder / MODEL_FILE).write_bytes(model.SerializeToString())
-    first = _load(folder, **options)
+    first = _load(folder, formats, **options)
     write_files(folder, first.compiled_files())
     return first
 
@@ -111,6 +113,23 @@ def test_another_key_compiles_again(other, tmp_path, rng, compiles):
     assert backend.engine_name == ("mvu" if "mvu" in other else "systolic")
     _load(tmp_path, array="16x16", fpga_sim="tile")  # the simulator alone is no other program
     assert len(compiles) == 2
+
+
+@pytest.mark.skipif(not _verilator(), reason="Verilator not installed")
+def test_an_artefact_compiled_on_the_golden_engine_runs_on_the_mvu_rtl(tmp_path, rng, compiles):
+    """fpga_sim picks what runs a program, not the program: the Verilated MVU is given the
+    weights the artefact pins (test_rtl's GRU, whose RTL build is cached) and agrees."""
+    from tests.fpga.test_rnn import rnn_model
+
+    formats = {"W": "msfp16", "R": "msfp16"}
+    fresh = _deploy(tmp_path, rnn_model("GRU", "forward", rng, linear_before_reset=1), formats, engine="mvu")
+    rtl = _load(tmp_path, formats, engine="mvu", fpga_sim="rtl")
+    assert len(compiles) == 1
+    try:
+        _same_outputs(fresh, rtl, {"x": rng.standard_normal((25, 1, 48)).astype(np.float32)})
+        assert rtl.engine.matrix_cycles == fresh.cost.matmul_cycles
+    finally:
+        rtl.close()
 
 
 def _artefact(folder):
