@@ -19,6 +19,7 @@ from backends.fpga import FpgaBackend, artifact, backend as fpga_backend, isa
 from backends.fpga.summary import summary
 from serve.repository import write_files
 from tests.fpga.conftest import fpga
+from tests.fpga.test_rnn import rnn_model
 from tests.fpga.test_rtl import _verilator
 from tests.fpga.test_compiler import _host_sandwich
 from tests.fpga.test_devices import MODELS, _memory, _one_big, _words
@@ -82,6 +83,9 @@ CASES = {
     "auto-with-host-partition": lambda rng: (_host_sandwich(rng), {},
                                              {"x": rng.standard_normal((1, 30)).astype(np.float32)}),
     "mvu-over-devices": _mvu_over_devices,
+    "mvu-row-split": lambda rng: (rnn_model("GRU", "forward", rng, linear_before_reset=1),
+                                  {"devices": "2", "split": "rows", "weight_mem": "1MiB"},
+                                  {"x": rng.standard_normal((25, 1, 48)).astype(np.float32)}),
 }
 
 
@@ -101,6 +105,8 @@ def test_a_second_load_binds_the_artefact_without_compiling_and_agrees_bit_for_b
         feeds = {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in feeds.items()}
     if case == "mvu-over-devices":
         assert len(set(loaded.assignment.homes)) >= 2
+    if case == "mvu-row-split":  # the row split's own instructions and fields came back
+        assert loaded.assignment.form == "rows" and any(isinstance(i, isa.AccStats) for i in loaded.program.body)
     if case == "auto-with-host-partition":
         assert loaded.program.host_parts and any(isinstance(i, isa.HostCall) for i in loaded.program.body)
 
@@ -119,8 +125,6 @@ def test_another_key_compiles_again(other, tmp_path, rng, compiles):
 def test_an_artefact_compiled_on_the_golden_engine_runs_on_the_mvu_rtl(tmp_path, rng, compiles):
     """fpga_sim picks what runs a program, not the program: the Verilated MVU is given the
     weights the artefact pins (test_rtl's GRU, whose RTL build is cached) and agrees."""
-    from tests.fpga.test_rnn import rnn_model
-
     formats = {"W": "msfp16", "R": "msfp16"}
     fresh = _deploy(tmp_path, rnn_model("GRU", "forward", rng, linear_before_reset=1), formats, engine="mvu")
     rtl = _load(tmp_path, formats, engine="mvu", fpga_sim="rtl")
