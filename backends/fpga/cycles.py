@@ -33,8 +33,9 @@ A model pinned over several devices (``backends.fpga.partition``) gives each
 instruction a device; each device has the three units above and issues its own
 instructions in order. The first time an instruction reads a register that another
 device produced, the register crosses the network (``hw.config.LinkConfig``): a
-transfer on the producer's port as soon as the whole register is there,
-``ceil(bytes / bandwidth)`` busy cycles plus a hop's latency; the copy then stays.
+transfer on the producer's port, ``ceil(bytes / bandwidth)`` busy cycles streamed
+behind the producer (from its first elements, done no earlier than its last) plus a
+hop's latency; the copy then stays.
 A register that device only encodes for products crosses in their encoding
 (``wire_bytes``), anything else in fp32. A row slice's ``AccStats`` costs a vector
 pass of its two figures: its block sums are the product's own, and choosing the
@@ -239,18 +240,22 @@ class _Schedule:
         self.hops: list[tuple[int, int]] = []  # (start, finish) of every transfer between devices
 
     def fetch(self, reg: str, dev: int) -> None:
-        """Bring ``reg`` to ``dev`` if another device produced it: one transfer, once it is
-        whole, over the producer's port (a constant is pinned on every device)."""
+        """Bring ``reg`` to ``dev`` if another device produced it: one transfer over the
+        producer's port, streamed behind its producer (from its first elements; its last
+        bytes leave once they are made), a hop's latency after (a constant is pinned on
+        every device)."""
         if reg not in self.home or (reg, dev) in self.last:
             return
         src, nbytes = self.home[reg]
         nbytes = self.wire.get((reg, dev), nbytes)
         port = ("link", src)
         busy = math.ceil(nbytes / self.link.bytes_per_s * self.cfg.clock_hz)
-        start = max(self.free[port], self.last[(reg, src)])  # sent as soon as it is made
-        self.free[port] = start + busy
-        done = start + busy + math.ceil(self.link.latency_s * self.cfg.clock_hz)
-        self.first[(reg, dev)] = self.last[(reg, dev)] = done
+        hop = math.ceil(self.link.latency_s * self.cfg.clock_hz)
+        start = max(self.free[port], self.first[(reg, src)])
+        sent = max(start + busy, self.last[(reg, src)])
+        self.free[port] = sent
+        done = sent + hop
+        self.first[(reg, dev)], self.last[(reg, dev)] = min(start + hop + 1, done), done
         self.hops.append((start, done))
         self.end = max(self.end, done)
 

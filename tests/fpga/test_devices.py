@@ -137,9 +137,11 @@ def test_a_register_read_on_another_device_crosses_the_link():
     assert two.assignment.homes == (0, 1) and one.cost.link_cycles == 0
     # Read only by the next product: sent as that product encodes it (mantissas, block exponents).
     wire = math.ceil((48 * cfg.mant_bits + math.ceil(48 / cfg.block) * cfg.exp_bits) / 8)
-    hop = math.ceil(wire / DEVICE_LINK.bytes_per_s * cfg.clock_hz) + math.ceil(DEVICE_LINK.latency_s * cfg.clock_hz)
-    assert cost.link_cycles == hop > 0
-    assert cost.cycles == one.cost.cycles + hop
+    latency = math.ceil(DEVICE_LINK.latency_s * cfg.clock_hz)
+    hop = math.ceil(wire / DEVICE_LINK.bytes_per_s * cfg.clock_hz) + latency
+    # Its bytes stream out behind the product that makes them: only the hop's latency shows.
+    assert cost.link_cycles >= hop > latency
+    assert cost.cycles == one.cost.cycles + latency
     assert cost.macs == one.cost.macs and sum(cost.device_cycles) >= cost.compute_cycles
     # Utilisation is over the MACs of both devices; the request's stats report it.
     assert cost.utilisation(cfg) == pytest.approx(cost.macs / (2 * cfg.macs * cost.compute_cycles))
