@@ -72,7 +72,8 @@ class InstancePool:
         self.current: list[Job | object | None] = [None] * len(self.instances)  # the job each runs, or INLINE
         self.generation = [0] * len(self.instances)  # bumped when the watchdog retires an instance
         # Monotonic time until which the pool counts as under load: set for ``load_hold_s``
-        # whenever a run starts with others queued behind it (serve/scheduler.py, LOAD_HOLD_S).
+        # whenever a run starts with others queued behind it, or a request is refused before
+        # it queues (serve/scheduler.py, LOAD_HOLD_S).
         self.loaded_until = 0.0
         self.load_hold_s = load_hold_s
 
@@ -95,11 +96,15 @@ class InstancePool:
         self.started[slot] = now
         self.current[slot] = job
 
+    def hold_load(self, now: float) -> None:
+        """Count the pool as under load from ``now`` for ``load_hold_s``."""
+        self.loaded_until = now + self.load_hold_s
+
     def take(self, slot: int, now: float) -> tuple[Job, bool]:
         """Start the next queued job on ``slot``: (the job, whether the pool is under load)."""
         job = self.queue.pop()
         if self.queue:  # others wait behind it: the device is under load
-            self.loaded_until = now + self.load_hold_s
+            self.hold_load(now)
         self.start(slot, job, now)
         return job, now < self.loaded_until
 

@@ -72,7 +72,13 @@ INLINE_MAX_S = 1e-3
 # How long a device stays "under load" after a run started with others queued behind
 # it: its runs go through ``run_busy`` and none runs inline, so that the gaps of an
 # overload (the queue drained for a moment) do not bring back the event loop's runs
-# and the spinning threads that starve gRPC. Concurrency 1 never queues and never sees it.
+# and the spinning threads that starve gRPC. A refusal before queueing (the door's, or
+# the inline claim's) holds the load too: such a request waited in gRPC's core and the
+# event loop until it could no longer finish, so the loop is behind. Without that an
+# overload that starts on the inline path stays there: each run blocks the loop, so
+# nothing ever queues behind another and nothing marks the load, while gRPC's core sheds
+# and times out the calls that pile up behind the loop (benchmarks/README.md, "Overload
+# on a fast model", session 8). Concurrency 1 never queues nor is refused and never sees it.
 LOAD_HOLD_S = 0.1
 
 
@@ -191,6 +197,7 @@ class ModelScheduler:
             now = time.monotonic()
             pool, ahead, finish = self._best((priority, deadline, math.inf), now)
             if finish > (1 - RESPONSE_SLACK) * (deadline - now):
+                pool.hold_load(now)  # it waited in gRPC and the loop: see LOAD_HOLD_S
                 raise self._refusal(pool, ahead, finish, deadline - now, "door")
 
     def _best(self, key, now: float) -> tuple[InstancePool, int, float]:
@@ -214,6 +221,7 @@ class ModelScheduler:
                     continue
                 service = pool.estimator.estimate
                 if deadline != math.inf and service > (1 - RESPONSE_SLACK) * (deadline - now):
+                    pool.hold_load(now)
                     raise self._refusal(pool, 0, service, deadline - now)
                 pool.start(0, INLINE, now)
                 return pool, 0

@@ -207,3 +207,46 @@ def test_nothing_runs_inline_while_the_device_is_under_load() -> None:
     scheduler.close()
     assert backend.threads[0] != loop_thread  # a worker ran it
     assert backend.threads[1] == loop_thread  # inline again
+
+
+@pytest.mark.parametrize("late", ["expired", "predicted miss"])
+def test_a_refusal_before_queueing_ends_inline_runs_for_the_hold(late: str) -> None:
+    """A request refused at the door waited behind the loop: the next ones go to the worker, so that
+    an overload that began on the inline path leaves it (each inline run blocks the loop, so nothing
+    would ever queue and mark the load)."""
+    backend = ThreadRecorder()
+    scheduler = _scheduler(backend, INLINE_MAX_S / 3)
+    device = scheduler.pools[0]
+
+    async def main():
+        await scheduler.run({"x": np.zeros(2)})  # inline: idle, short
+        # Expired, or too little time left for even one run: refused before decode.
+        deadline = time.monotonic() - 1.0 if late == "expired" else time.monotonic() + INLINE_MAX_S / 10
+        with pytest.raises(DeadlineExpired if late == "expired" else Overloaded):
+            scheduler.admit(deadline)
+        await scheduler.run({"x": np.zeros(2)})  # within LOAD_HOLD_S of the refusal
+        device.loaded_until = 0.0  # the hold has passed
+        await scheduler.run({"x": np.zeros(2)})
+        return threading.get_ident()
+
+    loop_thread = _run(main())
+    scheduler.close()
+    assert backend.threads[0] == loop_thread
+    assert backend.threads[1] != loop_thread  # a worker ran it: the refusal held the load
+    assert backend.threads[2] == loop_thread  # inline again
+
+
+def test_a_refused_inline_claim_holds_the_load() -> None:
+    """The inline claim's own refusal (too little time left on an idle device) is the same signal."""
+    backend = ThreadRecorder()
+    scheduler = _scheduler(backend, INLINE_MAX_S / 3)
+
+    async def main():
+        with pytest.raises(Overloaded):
+            await scheduler.run({"x": np.zeros(2)}, deadline=time.monotonic() + INLINE_MAX_S / 10)
+        await scheduler.run({"x": np.zeros(2)})
+        return threading.get_ident()
+
+    loop_thread = _run(main())
+    scheduler.close()
+    assert backend.threads and backend.threads[0] != loop_thread
