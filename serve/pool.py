@@ -58,9 +58,11 @@ class InstancePool:
     """
 
     __slots__ = ("name", "instances", "queue", "estimator", "run_time", "cv", "busy", "started", "current",
-                 "generation", "loaded_until", "load_hold_s")
+                 "generation", "loaded_until", "load_hold_s", "shedding_until", "shed_hold_s", "taken",
+                 "intake_waiters")
 
-    def __init__(self, name: str, instances: Sequence[Backend], lock: threading.Lock, load_hold_s: float) -> None:
+    def __init__(self, name: str, instances: Sequence[Backend], lock: threading.Lock, load_hold_s: float,
+                 shed_hold_s: float) -> None:
         self.name = name  # the device's
         self.instances = list(instances)
         self.queue: JobQueue[Job] = JobQueue()
@@ -72,10 +74,18 @@ class InstancePool:
         self.current: list[Job | object | None] = [None] * len(self.instances)  # the job each runs, or INLINE
         self.generation = [0] * len(self.instances)  # bumped when the watchdog retires an instance
         # Monotonic time until which the pool counts as under load: set for ``load_hold_s``
-        # whenever a run starts with others queued behind it, or a request is refused before
-        # it queues (serve/scheduler.py, LOAD_HOLD_S).
+        # whenever a run starts with others queued behind it, or a request is refused for its
+        # deadline (serve/scheduler.py, LOAD_HOLD_S).
         self.loaded_until = 0.0
         self.load_hold_s = load_hold_s
+        # Monotonic time until which the pool is shedding: set for ``shed_hold_s`` whenever a
+        # request is refused because it could not make its deadline (serve/scheduler.py,
+        # "Intake hold"). While it lasts the event loop waits on ``taken`` (``intake_waiters``
+        # of it) whenever every instance has a job waiting, and ``take`` wakes it.
+        self.shedding_until = 0.0
+        self.shed_hold_s = shed_hold_s
+        self.taken = threading.Condition(lock)
+        self.intake_waiters = 0
 
     @property
     def queue_depth(self) -> int:
@@ -100,9 +110,17 @@ class InstancePool:
         """Count the pool as under load from ``now`` for ``load_hold_s``."""
         self.loaded_until = now + self.load_hold_s
 
+    def refused(self, now: float) -> None:
+        """A request was refused at ``now`` because it could not make its deadline: under load, and
+        shedding."""
+        self.hold_load(now)
+        self.shedding_until = now + self.shed_hold_s
+
     def take(self, slot: int, now: float) -> tuple[Job, bool]:
         """Start the next queued job on ``slot``: (the job, whether the pool is under load)."""
         job = self.queue.pop()
+        if self.intake_waiters:  # the event loop waits for a job to leave the queue
+            self.taken.notify()
         if self.queue:  # others wait behind it: the device is under load
             self.hold_load(now)
         self.start(slot, job, now)

@@ -42,6 +42,20 @@ worker includes the hand-offs, and judging by it kept a model that once left the
 loop on the slow path for good (measured under load: p50 1.43-1.57x the obvious
 server's, 1.02-1.19x with the run alone).
 
+Intake hold: gRPC's core sheds the calls that wait in it for the event loop for a
+few microseconds of C++ each (serve/server.py, max_pending_rpcs), but every call the
+loop takes costs ~130 us of grpc.aio before our handler, refused or not. On a model
+of ~1 ms that is the overload's cost: at 3x the loop spent a third of a core taking
+calls only to refuse them, and goodput fell to about half of capacity. So, while a
+device is shedding (a request was refused for its deadline in the last
+``SHED_HOLD_S``) and its turns are short (at most ``HOLD_MAX_S``), ``run`` blocks the
+loop after queueing for as long as every instance has a job waiting, until a worker
+takes one (at most ``HOLD_MAX_S``): the loop takes calls no faster than the device
+finishes them, and the excess stays in the core, which sheds it. A refusal starts
+the hold, not a queue: a closed-loop client with many calls in flight and no deadline
+never holds the loop, and keeps its calls in our queue rather than in the core's
+short one (measured: benchmarks/README.md, "Overload on a fast model", session 9).
+
 Hangs: given ``spawn`` and ``hang_timeout_s``, a ``Watchdog`` (serve/watchdog.py)
 retires an instance whose run lasts too long, cancels the run and starts a
 replacement. Here the retired worker exits when it sees its slot's generation
@@ -72,14 +86,23 @@ INLINE_MAX_S = 1e-3
 # How long a device stays "under load" after a run started with others queued behind
 # it: its runs go through ``run_busy`` and none runs inline, so that the gaps of an
 # overload (the queue drained for a moment) do not bring back the event loop's runs
-# and the spinning threads that starve gRPC. A refusal before queueing (the door's, or
-# the inline claim's) holds the load too: such a request waited in gRPC's core and the
-# event loop until it could no longer finish, so the loop is behind. Without that an
+# and the spinning threads that starve gRPC. A refusal for a deadline (the door's, the
+# inline claim's or the queue's) holds the load too: such a request waited in gRPC's core
+# and the event loop, or behind others, until it could no longer finish. Without that an
 # overload that starts on the inline path stays there: each run blocks the loop, so
 # nothing ever queues behind another and nothing marks the load, while gRPC's core sheds
 # and times out the calls that pile up behind the loop (benchmarks/README.md, "Overload
 # on a fast model", session 8). Concurrency 1 never queues nor is refused and never sees it.
 LOAD_HOLD_S = 0.1
+# The intake hold (module docstring): how long a device counts as shedding after a refusal
+# for a deadline, and the longest turn, and the longest wait, for which it holds the loop.
+# While the hold works, nothing reaches the door late, so nothing renews it: each second
+# the loop lets a burst in, which queues until one is refused, and the hold starts again.
+# With 0.1 s that happened ten times a second and the queue stood at the refusal point;
+# 1 s kept more goodput at 3x (68% and 80% of capacity, 3 rounds each). The wait's bound
+# is what another model's request can wait for it, as for an inline run.
+SHED_HOLD_S = 1.0
+HOLD_MAX_S = 4e-3
 
 
 class ModelScheduler:
@@ -96,7 +119,8 @@ class ModelScheduler:
         self.max_queue_size = max_queue_size
         self.admission_control = admission_control
         self._lock = threading.Lock()
-        self.pools = [InstancePool(g[0].device, g, self._lock, LOAD_HOLD_S) for g in group(instances)]  # per device
+        self.pools = [InstancePool(g[0].device, g, self._lock, LOAD_HOLD_S, SHED_HOLD_S)  # per device
+                      for g in group(instances)]
         self.instances = [b for pool in self.pools for b in pool.instances]
         self._queued = 0  # over every device; bounded by max_queue_size
         self._seq = itertools.count()
@@ -154,6 +178,7 @@ class ModelScheduler:
             if claimed is not None:
                 return self._run_inline(inputs, submitted, *claimed)
         job = self._enqueue(inputs, deadline, priority)
+        self._hold_intake(job.pool)
         try:
             return await job.future
         except asyncio.CancelledError:
@@ -176,12 +201,28 @@ class ModelScheduler:
             now = time.monotonic()
             pool, ahead, finish = self._best(key, now)
             if deadline != math.inf and finish > (1 - RESPONSE_SLACK) * (deadline - now):
+                pool.refused(now)
                 raise self._refusal(pool, ahead, finish, deadline - now)
             job = Job(key, deadline, inputs, loop.create_future(), loop, time.perf_counter_ns(), pool)
             pool.queue.insert(key, job, ahead)
             self._queued += 1
             pool.cv.notify()
         return job
+
+    def _hold_intake(self, pool: InstancePool) -> None:
+        """Block the event loop while ``pool`` sheds and every instance has a job waiting (the intake
+        hold, module docstring), until a worker takes one or ``HOLD_MAX_S`` passes."""
+        with self._lock:
+            now = time.monotonic()
+            if (now >= pool.shedding_until or len(pool.queue) < len(pool.instances)
+                    or not 0 < pool.estimator.estimate <= HOLD_MAX_S):
+                return
+            pool.hold_load(now)  # a queue stands: the runs stay off the loop (LOAD_HOLD_S)
+            pool.intake_waiters += 1
+            try:
+                pool.taken.wait_for(lambda: len(pool.queue) < len(pool.instances) or self._closing, HOLD_MAX_S)
+            finally:
+                pool.intake_waiters -= 1
 
     def admit(self, deadline: float, priority: int = DEFAULT_PRIORITY) -> None:
         """The door: refuse now, before the request is decoded, if it cannot make its deadline.
@@ -197,7 +238,7 @@ class ModelScheduler:
             now = time.monotonic()
             pool, ahead, finish = self._best((priority, deadline, math.inf), now)
             if finish > (1 - RESPONSE_SLACK) * (deadline - now):
-                pool.hold_load(now)  # it waited in gRPC and the loop: see LOAD_HOLD_S
+                pool.refused(now)  # it waited in gRPC and the loop: see LOAD_HOLD_S
                 raise self._refusal(pool, ahead, finish, deadline - now, "door")
 
     def _best(self, key, now: float) -> tuple[InstancePool, int, float]:
@@ -221,7 +262,7 @@ class ModelScheduler:
                     continue
                 service = pool.estimator.estimate
                 if deadline != math.inf and service > (1 - RESPONSE_SLACK) * (deadline - now):
-                    pool.hold_load(now)
+                    pool.refused(now)
                     raise self._refusal(pool, 0, service, deadline - now)
                 pool.start(0, INLINE, now)
                 return pool, 0
@@ -338,6 +379,7 @@ class ModelScheduler:
                 self._watchdog.stop()
             for pool in self.pools:
                 pool.cv.notify_all()
+                pool.taken.notify_all()
         deadline = None if timeout is None else time.monotonic() + timeout
         threads = list(self._threads.values())
         for thread in threads:

@@ -125,8 +125,10 @@ class BwServer:
             # itself, each for a few microseconds of C++ and no Python, and the client
             # sees CANCELLED at once instead of DEADLINE_EXCEEDED later: fewer late
             # requests and more goodput at 3x overload on a ~1 ms model (benchmarks/README.md,
-            # "Overload on a fast model"). A quarter of the bound is where the core starts
-            # shedding at random (its early detection), the bound where it sheds every call.
+            # "Overload on a fast model"). The scheduler's intake hold leaves an overload's
+            # excess here on purpose (serve/scheduler.py). A quarter of the bound is where the
+            # core starts shedding at random (its early detection), the bound where it sheds
+            # every call.
             options += [("grpc.server.max_pending_requests", config.max_pending_rpcs // 4),
                         ("grpc.server.max_pending_requests_hard_limit", config.max_pending_rpcs)]
         guard = management_guard(config.host, config.auth_token, bool(config.tls and config.tls.ca))
