@@ -29,8 +29,8 @@ def _add_server_args(p: argparse.ArgumentParser) -> None:
                    help="file holding the bearer token that model management RPCs must carry "
                         "(default: $BWSERVE_AUTH_TOKEN; none: management is open on loopback only)")
     p.add_argument("--max-pending-rpcs", type=_count, default=MAX_PENDING_RPCS, metavar="N",
-                   help="calls gRPC's core holds while the event loop is behind under overload; beyond N/4 it "
-                        "sheds some, beyond N every new call, before any Python runs (the client sees CANCELLED); "
+                   help="calls gRPC's core holds while the event loop is behind under overload; beyond N it "
+                        "sheds every new call before any Python runs (the client sees CANCELLED); "
                         "0: no bound (default %(default)s)")
     p.add_argument("--max-concurrent-rpcs", type=_count, default=0, metavar="N",
                    help="RPCs the server holds at once (queued or running); beyond N, grpc.aio refuses new "

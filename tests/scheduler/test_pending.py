@@ -64,8 +64,9 @@ def _held_burst(root, bound: int | None) -> tuple[list[grpc.StatusCode], int, in
 def test_calls_beyond_the_bound_are_shed_in_the_core_before_any_python(tmp_path) -> None:
     codes, served, failed = _held_burst(tmp_path, BOUND)
     assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.CANCELLED}, codes
-    # At most BOUND waited in the core, plus the one call grpc.aio had already asked it for.
-    assert codes.count(grpc.StatusCode.CANCELLED) >= CALLS - BOUND - 1
+    # Besides the one call grpc.aio had already asked it for, the core kept BOUND + 1 (measured
+    # with gRPC 1.85: its check at the hard limit lets one more in) and shed every other.
+    assert codes.count(grpc.StatusCode.CANCELLED) >= CALLS - BOUND - 2
     assert served == codes.count(grpc.StatusCode.OK) and failed == 0  # the shed ones never reached Python
 
 
