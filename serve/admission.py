@@ -26,6 +26,8 @@ RESPONSE_SLACK = 0.25
 # Under the scheduler's intake hold the excess of an overload waits there, first in first
 # out, for about this many runs: on a ~1 ms model 16 costs a served request ~20 ms of a
 # 50 ms deadline; 32 left 1% late and 64 (the bound before the hold) more than the deadline.
+# The cost: a closed-loop client with 32 calls in flight and no deadline loses ~0.5% of them
+# to the core, against ~0.1% with 64 (benchmarks/README.md, "Overload on a fast model").
 MAX_PENDING_RPCS = 16
 
 
