@@ -45,8 +45,9 @@ server's, 1.02-1.19x with the run alone).
 Intake hold: gRPC's core sheds the calls that wait in it for the event loop for a
 few microseconds of C++ each (serve/server.py, max_pending_rpcs), but every call the
 loop takes costs ~130 us of grpc.aio before our handler, refused or not. On a model
-of ~1 ms that is the overload's cost: at 3x the loop spent a third of a core taking
-calls only to refuse them, and goodput fell to about half of capacity. So, while a
+of ~1 ms that is the overload's cost: at 3x the loop used 0.42-0.47 of a core, most
+of it taking calls only to refuse them, and goodput fell to about half of capacity
+(0.25 with the hold, and 77-90% of capacity). So, while a
 device is shedding (a request was refused for its deadline in the last
 ``SHED_HOLD_S``) and its turns are short (at most ``HOLD_MAX_S``), ``run`` blocks the
 loop after queueing for as long as every instance has a job waiting, until a worker
@@ -212,6 +213,8 @@ class ModelScheduler:
     def _hold_intake(self, pool: InstancePool) -> None:
         """Block the event loop while ``pool`` sheds and every instance has a job waiting (the intake
         hold, module docstring), until a worker takes one or ``HOLD_MAX_S`` passes."""
+        if time.monotonic() >= pool.shedding_until:  # the common case, read without the lock
+            return
         with self._lock:
             now = time.monotonic()
             if (now >= pool.shedding_until or len(pool.queue) < len(pool.instances)
