@@ -29,8 +29,13 @@ refused (RESOURCE_EXHAUSTED / UNAVAILABLE / CANCELLED, share of those sent), and
 p50/p99 of the served requests pooled over rounds. Each round measures every
 variant's capacity again first (the machine is shared: what it sustains drifts
 from minute to minute), and ``goodput/capacity`` divides each round's goodput
-by the variant's own capacity of that round. CPU, in cores (CPU seconds per
-second of the point, from /proc): ``client`` the generators', ``server`` the
+by the variant's own capacity of that round (``--capacity-per-point``: of the
+capacity measured right before that point, ``--capacity-s`` more per point);
+``offered/capacity`` is the offered rate over that capacity (the median over
+rounds), the overload each variant really had, since the loads are multiples of
+the first variant's first reading.
+CPU, in cores (CPU seconds per second of the point, from /proc): ``client`` the
+generators', ``server`` the
 server process's, ``loop`` its main thread's (the event loop, where grpc.aio
 and every refusal run), ``machine`` everything on the machine (other people's
 work included); ``server wait`` is how long the server's threads were ready to
@@ -83,7 +88,7 @@ class Variant:
     address: str = ""
     flags: tuple[str, ...] = ()  # extra ``serve start`` arguments
     capacity: float = 0.0  # closed loop, requests/s, measured before the first round
-    capacities: list[float] = field(default_factory=list)  # the same, measured again in each round
+    capacities: list[float] = field(default_factory=list)  # the same, measured again each round (or point)
     pid: int = 0  # the server process
     pinned: bool = False  # server on core 0, its generators on core 1
     clients: int = 0  # generator processes; 0: --clients
@@ -192,12 +197,14 @@ def _capacity(variant: Variant, request: Path, args) -> float:
 
 def _cells(variant: Variant, load: float, reference: float, slo_s: float) -> str:
     rounds = variant.rounds[load]
-    good, share, late, refused, cpu = [], [], [], [], []
+    good, share, over, late, refused, cpu = [], [], [], [], [], []
     kinds: Counter = Counter()
-    for capacity, r in zip(variant.capacities, rounds):
+    for r in rounds:
+        capacity = r["capacity"]
         lat = np.asarray(r["latencies_s"])
         good.append(int((lat <= slo_s).sum()) / r["wall_s"])
         share.append(good[-1] / capacity)
+        over.append(load * reference / capacity)
         late_n = sum(v for k, v in r["errors"].items() if k.startswith("DEADLINE_EXCEEDED"))
         late.append(late_n / max(1, r["sent"]))
         refused.append((sum(r["errors"].values()) - late_n) / max(1, r["sent"]))
@@ -207,7 +214,8 @@ def _cells(variant: Variant, load: float, reference: float, slo_s: float) -> str
     p50, p99 = (np.percentile(served, [50, 99]) * 1e3) if len(served) else (np.nan, np.nan)
     top = "; ".join(f"{k} {v}" for k, v in kinds.most_common(3)) or "-"
     cores = " | ".join(f"{x:.2f}" for x in np.median(cpu, axis=0))
-    return (f"| {variant.label} | {load:g}x | {load * reference:.0f} | {np.median(good):.0f} | "
+    return (f"| {variant.label} | {load:g}x | {load * reference:.0f} | {np.median(over):.1f}x | "
+            f"{np.median(good):.0f} | "
             f"{np.median(share):.0%} ({min(share):.0%}-{max(share):.0%}) | "
             f"{np.median(late):.1%} | {np.median(refused):.1%} | {p50:.1f} | {p99:.1f} | {cores} | "
             f"{max(r['lag_p99_ms'] for r in rounds):.1f} | {top} |")
@@ -227,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capacity-s", type=float, default=3.0, help="seconds per closed-loop capacity run")
     parser.add_argument("--loads", default="0.5,0.9,1.5,3", help="offered load as multiples of capacity")
     parser.add_argument("--rounds", type=int, default=1, help="repeats of every point, interleaved")
+    parser.add_argument("--capacity-per-point", action="store_true",
+                        help="measure each variant's capacity again right before each of its points, "
+                             "not once a round, and divide that point's goodput by it")
     parser.add_argument("--clients", type=int, default=1, help="load generator processes")
     parser.add_argument("--max-queue", type=int, default=4096, help="max_queue_size of every model")
     args = parser.parse_args(argv)
@@ -251,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             for v in variants:
                 requests[v.model] = work / f"{v.model}.request"
                 requests[v.model].write_bytes(build_request(v.model, inputs).SerializeToString())
+            for v in variants:  # a server's first seconds under load read low (inline runs, a cold cache)
+                _capacity(v, requests[v.model], args)
             first = [[_capacity(v, requests[v.model], args) for v in variants] for _ in range(3)]
             for v, runs in zip(variants, zip(*first)):
                 v.capacity = float(np.median(runs))
@@ -258,14 +271,18 @@ def main(argv: list[str] | None = None) -> int:
             timeout_ms = args.slo_ms if args.model == "cpu-mlp" else 0.0
             loadavg = [os.getloadavg()[0]]
             for r in range(args.rounds):
-                for v in variants[r % len(variants):] + variants[:r % len(variants)]:
-                    v.capacities.append(_capacity(v, requests[v.model], args))
+                if not args.capacity_per_point:
+                    for v in variants[r % len(variants):] + variants[:r % len(variants)]:
+                        v.capacities.append(_capacity(v, requests[v.model], args))
                 for i, load in enumerate(loads):
                     order = variants[(r + i) % len(variants):] + variants[:(r + i) % len(variants)]
                     for v in order:
+                        if args.capacity_per_point:
+                            v.capacities.append(_capacity(v, requests[v.model], args))
                         out = generate(v.address, requests[v.model], v.clients or args.clients, args.duration,
                                         rate=load * reference, timeout_ms=timeout_ms, seed=r * 100 + i, pid=v.pid,
                                         cpus=CLIENT_CPUS if v.pinned else "")
+                        out["capacity"] = v.capacities[-1]  # what its goodput is a share of
                         v.rounds.setdefault(load, []).append(out)
                         loadavg.append(os.getloadavg()[0])
                 print(f"round {r + 1}/{args.rounds} done, load average {loadavg[-1]:.1f}", file=sys.stderr,
@@ -279,13 +296,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC  {what}; "
           f"{args.duration:g} s of arrivals per point, {args.rounds} round(s), {args.clients} generator process(es), "
           f"{os.cpu_count()} cores, load average {min(loadavg):.1f}-{max(loadavg):.1f}")
-    print("# capacity (closed loop, concurrency 4), first and in each round: "
+    print("# capacity (closed loop, concurrency 4), first and "
+          + ("before each point: " if args.capacity_per_point else "in each round: ")
           + "; ".join(f"{v.label} {v.capacity:.0f}/s ({', '.join(f'{c:.0f}' for c in v.capacities)})"
                       for v in variants)
           + f"; loads are multiples of {variants[0].label}'s first\n")
-    print("| variant | load | offered/s | goodput/s | goodput/capacity (range) | late | refused | p50 ms | p99 ms | "
-          "client cpu | server cpu | loop cpu | server wait | machine cpu | send lag p99 ms | errors (most common) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("| variant | load | offered/s | offered/capacity | goodput/s | goodput/capacity (range) | late | refused | "
+          "p50 ms | p99 ms | client cpu | server cpu | loop cpu | server wait | machine cpu | send lag p99 ms | "
+          "errors (most common) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for v in variants:
         for load in loads:
             print(_cells(v, load, reference, slo_s))
