@@ -33,10 +33,9 @@ by the variant's own capacity of that round (``--capacity-per-point``: of the
 capacity measured right before that point, ``--capacity-s`` more per point);
 ``offered/capacity`` is the offered rate over that capacity (the median over
 rounds), the overload each variant really had, since the loads are multiples of
-the first variant's first reading.
-CPU, in cores (CPU seconds per second of the point, from /proc): ``client`` the
-generators', ``server`` the
-server process's, ``loop`` its main thread's (the event loop, where grpc.aio
+the first variant's first reading. CPU, in cores (CPU seconds per second of
+the point, from /proc): ``client`` the generators', ``server`` the server
+process's, ``loop`` its main thread's (the event loop, where grpc.aio
 and every refusal run), ``machine`` everything on the machine (other people's
 work included); ``server wait`` is how long the server's threads were ready to
 run but waited for a core (schedstat), per second.
