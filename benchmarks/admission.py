@@ -16,8 +16,9 @@ only and its generators on core 1 only (taskset), capacity runs included: the
 client then takes no CPU from the server, so comparing a pinned variant with its
 unpinned twin says how much of the drop under overload is the client's.
 
-Both: the load comes from ``--clients`` generator processes (benchmarks/loadgen.py),
-never from this process or the server's. Each variant's capacity is measured
+Both: the load comes from ``--clients`` generator processes (benchmarks/loadgen.py,
+or with ``--generator cc`` benchmarks/loadgen.cc, the same in C++ at a third of
+the CPU a call), never from this process or the server's. Each variant's capacity is measured
 first, in the same run, with the same generator (closed loop, concurrency 4,
 as issue 3 measured it; the median of 3 runs, variants interleaved); the first
 variant's capacity is the reference that every offered load is a multiple of.
@@ -29,11 +30,13 @@ refused (RESOURCE_EXHAUSTED / UNAVAILABLE / CANCELLED, share of those sent), and
 p50/p99 of the served requests pooled over rounds. Each round measures every
 variant's capacity again first (the machine is shared: what it sustains drifts
 from minute to minute), and ``goodput/capacity`` divides each round's goodput
-by the variant's own capacity of that round (``--capacity-per-point``: of the
-capacity measured right before that point, ``--capacity-s`` more per point);
-``offered/capacity`` is the offered rate over that capacity (the median over
-rounds), the overload each variant really had, since the loads are multiples of
-the first variant's first reading. CPU, in cores (CPU seconds per second of
+by the variant's own capacity of that round; ``offered/capacity`` is the
+offered rate over that capacity (the median over rounds), the overload each
+variant really had, since the loads are multiples of the first variant's first
+reading. With ``--capacity-per-point`` each point measures its variant's
+capacity right before it (``--capacity-s`` more per point), offers that many
+times it, and divides its goodput by it: the first reading of a fresh server
+can be a quarter low even after a warm-up run. CPU, in cores (CPU seconds per second of
 the point, from /proc): ``client`` the generators', ``server`` the server
 process's, ``loop`` its main thread's (the event loop, where grpc.aio
 and every refusal run), ``machine`` everything on the machine (other people's
@@ -73,6 +76,7 @@ from serve.deploy import prepare  # noqa: E402
 from serve.repository import ModelRepository  # noqa: E402
 
 LOADGEN = ROOT / "benchmarks" / "loadgen.py"
+LOADGEN_CC = ROOT / "benchmarks" / "loadgen.cc"
 MLP_SIZES = (784, 2048, 2048, 2048, 10)
 # The CPU variants the issue measured: onnxruntime's defaults, one thread, no spinning.
 CPU_VARIANTS = ("default=0:", "threads-1=1:", "no-spin=0:spinning=0")
@@ -159,15 +163,33 @@ def start_server(repo: Path, models: list[str], inputs: dict[str, np.ndarray], l
     return launch.start(models[0], command, port, build_request(models[0], inputs), log)
 
 
+def build_loadgen_cc(cache: Path = ROOT / ".cache" / "loadgen") -> Path:
+    """benchmarks/loadgen.cc compiled into ``cache`` (again whenever the source is newer); needs g++ and
+    Debian's libgrpc++-dev."""
+    binary = cache / "loadgen"
+    if binary.exists() and binary.stat().st_mtime >= LOADGEN_CC.stat().st_mtime:
+        return binary
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "grpc++"], capture_output=True, text=True)
+    if flags.returncode:
+        raise SystemExit("--generator cc needs gRPC's C++ library: apt-get install libgrpc++-dev "
+                         f"(pkg-config: {flags.stderr.strip()})")
+    cache.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["g++", "-O2", "-std=c++17", str(LOADGEN_CC), *flags.stdout.split(), "-o", str(binary)],
+                   check=True)
+    return binary
+
+
 def generate(address: str, request: Path, clients: int, duration: float, *, rate: float = 0.0,
-              concurrency: int = 4, timeout_ms: float = 0.0, seed: int = 0, pid: int, cpus: str = "") -> dict:
-    """Run ``clients`` generator processes together (on the cores ``cpus`` if given); their results merged,
-    with the CPU that the server ``pid`` (its main thread, the machine) used while they ran, in cores."""
+              concurrency: int = 4, timeout_ms: float = 0.0, seed: int = 0, pid: int, cpus: str = "",
+              generator: tuple[str, ...] = (sys.executable, str(LOADGEN))) -> dict:
+    """Run ``clients`` generator processes (the command ``generator``) together (on the cores ``cpus`` if
+    given); their results merged, with the CPU that the server ``pid`` (its main thread, the machine) used
+    while they ran, in cores."""
     start_at = time.time() + 1.0  # after every generator has connected and warmed up
     procs = []
     for i in range(clients):
         command = ["taskset", "-c", cpus] if cpus else []
-        command += [sys.executable, str(LOADGEN), address, str(request), "--duration", str(duration),
+        command += [*generator, address, str(request), "--duration", str(duration),
                    "--seed", str(seed * 1000 + i), "--start-at", str(start_at), "--timeout-ms", str(timeout_ms)]
         command += ["--rate", str(rate / clients)] if rate else ["--concurrency", str(concurrency)]
         procs.append(subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True))
@@ -190,20 +212,21 @@ def generate(address: str, request: Path, clients: int, duration: float, *, rate
 
 def _capacity(variant: Variant, request: Path, args) -> float:
     out = generate(variant.address, request, 1, args.capacity_s, concurrency=4, pid=variant.pid,
-                    cpus=CLIENT_CPUS if variant.pinned else "")
+                    cpus=CLIENT_CPUS if variant.pinned else "", generator=args.generator)
     return len(out["latencies_s"]) / out["wall_s"]
 
 
-def _cells(variant: Variant, load: float, reference: float, slo_s: float) -> str:
+def _cells(variant: Variant, load: float, slo_s: float) -> str:
     rounds = variant.rounds[load]
-    good, share, over, late, refused, cpu = [], [], [], [], [], []
+    good, share, offered, over, late, refused, cpu = [], [], [], [], [], [], []
     kinds: Counter = Counter()
     for r in rounds:
         capacity = r["capacity"]
         lat = np.asarray(r["latencies_s"])
         good.append(int((lat <= slo_s).sum()) / r["wall_s"])
         share.append(good[-1] / capacity)
-        over.append(load * reference / capacity)
+        offered.append(r["rate"])
+        over.append(r["rate"] / capacity)
         late_n = sum(v for k, v in r["errors"].items() if k.startswith("DEADLINE_EXCEEDED"))
         late.append(late_n / max(1, r["sent"]))
         refused.append((sum(r["errors"].values()) - late_n) / max(1, r["sent"]))
@@ -213,7 +236,7 @@ def _cells(variant: Variant, load: float, reference: float, slo_s: float) -> str
     p50, p99 = (np.percentile(served, [50, 99]) * 1e3) if len(served) else (np.nan, np.nan)
     top = "; ".join(f"{k} {v}" for k, v in kinds.most_common(3)) or "-"
     cores = " | ".join(f"{x:.2f}" for x in np.median(cpu, axis=0))
-    return (f"| {variant.label} | {load:g}x | {load * reference:.0f} | {np.median(over):.1f}x | "
+    return (f"| {variant.label} | {load:g}x | {np.median(offered):.0f} | {np.median(over):.1f}x | "
             f"{np.median(good):.0f} | "
             f"{np.median(share):.0%} ({min(share):.0%}-{max(share):.0%}) | "
             f"{np.median(late):.1%} | {np.median(refused):.1%} | {p50:.1f} | {p99:.1f} | {cores} | "
@@ -236,11 +259,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1, help="repeats of every point, interleaved")
     parser.add_argument("--capacity-per-point", action="store_true",
                         help="measure each variant's capacity again right before each of its points, "
-                             "not once a round, and divide that point's goodput by it")
+                             "not once a round; offer the load as a multiple of it and divide that "
+                             "point's goodput by it")
     parser.add_argument("--clients", type=int, default=1, help="load generator processes")
+    parser.add_argument("--generator", choices=("py", "cc"), default="py",
+                        help="py: benchmarks/loadgen.py (grpc.aio); cc: benchmarks/loadgen.cc (gRPC's C++ "
+                             "library, a tenth of the CPU a call; built on first use, needs libgrpc++-dev)")
     parser.add_argument("--max-queue", type=int, default=4096, help="max_queue_size of every model")
     args = parser.parse_args(argv)
     loads = [float(x) for x in args.loads.split(",")]
+    args.generator = (str(build_loadgen_cc()),) if args.generator == "cc" else (sys.executable, str(LOADGEN))
     slo_s = args.slo_ms / 1e3
 
     with tempfile.TemporaryDirectory(prefix="bwserve-admission-") as tmp:
@@ -278,10 +306,11 @@ def main(argv: list[str] | None = None) -> int:
                     for v in order:
                         if args.capacity_per_point:
                             v.capacities.append(_capacity(v, requests[v.model], args))
+                        rate = load * (v.capacities[-1] if args.capacity_per_point else reference)
                         out = generate(v.address, requests[v.model], v.clients or args.clients, args.duration,
-                                        rate=load * reference, timeout_ms=timeout_ms, seed=r * 100 + i, pid=v.pid,
-                                        cpus=CLIENT_CPUS if v.pinned else "")
-                        out["capacity"] = v.capacities[-1]  # what its goodput is a share of
+                                        rate=rate, timeout_ms=timeout_ms, seed=r * 100 + i, pid=v.pid,
+                                        cpus=CLIENT_CPUS if v.pinned else "", generator=args.generator)
+                        out["rate"], out["capacity"] = rate, v.capacities[-1]  # offered; what goodput is a share of
                         v.rounds.setdefault(load, []).append(out)
                         loadavg.append(os.getloadavg()[0])
                 print(f"round {r + 1}/{args.rounds} done, load average {loadavg[-1]:.1f}", file=sys.stderr,
@@ -299,14 +328,15 @@ def main(argv: list[str] | None = None) -> int:
           + ("before each point: " if args.capacity_per_point else "in each round: ")
           + "; ".join(f"{v.label} {v.capacity:.0f}/s ({', '.join(f'{c:.0f}' for c in v.capacities)})"
                       for v in variants)
-          + f"; loads are multiples of {variants[0].label}'s first\n")
+          + ("; loads are multiples of the capacity before each point\n" if args.capacity_per_point
+             else f"; loads are multiples of {variants[0].label}'s first\n"))
     print("| variant | load | offered/s | offered/capacity | goodput/s | goodput/capacity (range) | late | refused | "
           "p50 ms | p99 ms | client cpu | server cpu | loop cpu | server wait | machine cpu | send lag p99 ms | "
           "errors (most common) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for v in variants:
         for load in loads:
-            print(_cells(v, load, reference, slo_s))
+            print(_cells(v, load, slo_s))
     return 0
 
 
