@@ -77,3 +77,40 @@ def predict_finish(service_s: float, ahead: int, instances: int, idle: int, busy
     if ahead < idle:
         return service_s
     return (busy_remaining_s + ahead * service_s) / instances + service_s
+
+
+# How long a connection's most time left to a deadline counts as its clients' timeout
+# (``FrontWait``): after that it is learnt again, so that a client that shortens its
+# timeout is not read as a backlog for good. The cost: an overload that outlasts it with
+# every call queued learns a timeout short by the backlog, and stops signalling until a
+# call finds the server idle.
+FRONT_WAIT_FORGET_S = 60.0
+FRONT_WAIT_PEERS = 4096  # connections remembered; all forgotten when more come
+
+
+class FrontWait:
+    """How long a call waited before the door (in gRPC's core and the event loop), from its deadline.
+
+    gRPC tells a handler the time left to a call's deadline, but neither the timeout its client
+    set nor when the call arrived: under overload, calls wait in the core (serve/server.py,
+    max_pending_rpcs) where no code of ours sees them. A client sends the calls of one
+    connection with one timeout, mostly, so the most time left seen on a connection is about
+    that timeout (a call that found the server idle), and a call's wait is that less its own
+    time left: the queue's sojourn time that CoDel reads, for a queue we cannot read. Not
+    thread-safe: the event loop's.
+    """
+
+    __slots__ = ("_most",)
+
+    def __init__(self) -> None:
+        self._most: dict[str, tuple[float, float]] = {}  # peer -> (most time left seen, when learnt)
+
+    def waited(self, peer: str, remaining: float, now: float) -> float:
+        """Seconds the call from ``peer`` with ``remaining`` seconds left waited; 0 if it sets the most."""
+        most = self._most.get(peer)
+        if most is not None and remaining <= most[0] and now - most[1] < FRONT_WAIT_FORGET_S:
+            return most[0] - remaining
+        if most is None and len(self._most) >= FRONT_WAIT_PEERS:
+            self._most.clear()
+        self._most[peer] = (remaining, now)
+        return 0.0

@@ -59,7 +59,7 @@ class InstancePool:
 
     __slots__ = ("name", "instances", "queue", "estimator", "run_time", "cv", "busy", "started", "current",
                  "generation", "loaded_until", "load_hold_s", "shedding_until", "shed_hold_s", "taken",
-                 "intake_waiters")
+                 "intake_waiters", "backlog_since")
 
     def __init__(self, name: str, instances: Sequence[Backend], lock: threading.Lock, load_hold_s: float,
                  shed_hold_s: float) -> None:
@@ -79,13 +79,16 @@ class InstancePool:
         self.loaded_until = 0.0
         self.load_hold_s = load_hold_s
         # Monotonic time until which the pool is shedding: set for ``shed_hold_s`` whenever a
-        # request is refused because it could not make its deadline (serve/scheduler.py,
-        # "Intake hold"). While it lasts the event loop waits on ``taken`` (``intake_waiters``
+        # request is refused because it could not make its deadline, or waited long before the
+        # door (serve/scheduler.py, "Intake hold", BACKLOG_TURNS). While it lasts the event loop waits on ``taken`` (``intake_waiters``
         # of it) whenever every instance has a job waiting, and ``take`` wakes it.
         self.shedding_until = 0.0
         self.shed_hold_s = shed_hold_s
         self.taken = threading.Condition(lock)
         self.intake_waiters = 0
+        # Monotonic time since which every call waited long before the door; 0: the last did not
+        # (serve/scheduler.py, BACKLOG_TURNS).
+        self.backlog_since = 0.0
 
     @property
     def queue_depth(self) -> int:
@@ -110,9 +113,9 @@ class InstancePool:
         """Count the pool as under load from ``now`` for ``load_hold_s``."""
         self.loaded_until = now + self.load_hold_s
 
-    def refused(self, now: float) -> None:
-        """A request was refused at ``now`` because it could not make its deadline: under load, and
-        shedding."""
+    def shed(self, now: float) -> None:
+        """A request was refused at ``now`` because it could not make its deadline, or waited long
+        before the door: under load, and shedding."""
         self.hold_load(now)
         self.shedding_until = now + self.shed_hold_s
 

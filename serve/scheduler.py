@@ -56,6 +56,10 @@ finishes them, and the excess stays in the core, which sheds it. A refusal start
 the hold, not a queue: a closed-loop client with many calls in flight and no deadline
 never holds the loop, and keeps its calls in our queue rather than in the core's
 short one (measured: benchmarks/README.md, "Overload on a fast model", session 9).
+So does a standing backlog before the door (for ``BACKLOG_S`` every call waited over
+``BACKLOG_TURNS`` turns, each wait read from the call's deadline against its
+connection's: serve/admission.py, FrontWait): when the core sheds the excess before
+any call nears its deadline, nothing is refused, and that wait is the only sign.
 
 Hangs: given ``spawn`` and ``hang_timeout_s``, a ``Watchdog`` (serve/watchdog.py)
 retires an instance whose run lasts too long, cancels the run and starts a
@@ -104,6 +108,18 @@ LOAD_HOLD_S = 0.1
 # is what another model's request can wait for it, as for an inline run.
 SHED_HOLD_S = 1.0
 HOLD_MAX_S = 4e-3
+# A standing backlog in front of the door starts the intake hold as a refusal does: every
+# call for ``BACKLOG_S`` waited over ``BACKLOG_TURNS`` of the device's turns before it
+# (CoDel's test, on the wait that serve/admission.py's FrontWait reads from deadlines). With a
+# client that costs little a call (benchmarks/loadgen.cc), an overload that starts on the
+# inline path stays there with no refusal: each run blocks the loop, the calls wait in
+# gRPC's core, which sheds the excess at its bound (16 calls, ~16 turns) before any nears its
+# deadline, and the loop and onnxruntime's spinning thread take both cores. Held, the same
+# load is served on 0.4 fewer cores (benchmarks/README.md, "Overload on a fast model",
+# session 11). At half of capacity a burst waited up to 16 turns for 4 calls in a row, at
+# 90% for 38 (~40 ms): a single long wait is a burst, not a backlog.
+BACKLOG_TURNS = 8
+BACKLOG_S = 0.02
 
 
 class ModelScheduler:
@@ -202,7 +218,7 @@ class ModelScheduler:
             now = time.monotonic()
             pool, ahead, finish = self._best(key, now)
             if deadline != math.inf and finish > (1 - RESPONSE_SLACK) * (deadline - now):
-                pool.refused(now)
+                pool.shed(now)
                 raise self._refusal(pool, ahead, finish, deadline - now)
             job = Job(key, deadline, inputs, loop.create_future(), loop, time.perf_counter_ns(), pool)
             pool.queue.insert(key, job, ahead)
@@ -227,22 +243,31 @@ class ModelScheduler:
             finally:
                 pool.intake_waiters -= 1
 
-    def admit(self, deadline: float, priority: int = DEFAULT_PRIORITY) -> None:
+    def admit(self, deadline: float, priority: int = DEFAULT_PRIORITY, waited: float = 0.0) -> None:
         """The door: refuse now, before the request is decoded, if it cannot make its deadline.
 
         The same prediction as ``run`` makes when it queues (which checks again), made
         first so that a request shed under overload costs no decode and no queueing:
         DeadlineExpired if its deadline has passed already (it waited in gRPC and the
         event loop), Overloaded if it is predicted to miss. Both carry stage "door".
-        """
+        ``waited``: how long it waited before the door (serve/admission.py, FrontWait); once
+        every call has waited over ``BACKLOG_TURNS`` turns for ``BACKLOG_S``, the device sheds as
+        after a refusal (the intake hold)."""
         if not self.admission_control or deadline == math.inf:
             return
         with self._lock:
             now = time.monotonic()
             pool, ahead, finish = self._best((priority, deadline, math.inf), now)
             if finish > (1 - RESPONSE_SLACK) * (deadline - now):
-                pool.refused(now)  # it waited in gRPC and the loop: see LOAD_HOLD_S
+                pool.shed(now)  # it waited in gRPC and the loop: see LOAD_HOLD_S
                 raise self._refusal(pool, ahead, finish, deadline - now, "door")
+            if waited > BACKLOG_TURNS * pool.estimator.estimate > 0:  # see BACKLOG_TURNS
+                if not pool.backlog_since:
+                    pool.backlog_since = now
+                elif now - pool.backlog_since >= BACKLOG_S:  # a standing backlog: gRPC's core sheds
+                    pool.shed(now)
+            else:
+                pool.backlog_since = 0.0
 
     def _best(self, key, now: float) -> tuple[InstancePool, int, float]:
         """(pool, requests ahead there, predicted finish) for a request queued with ``key``. Under the lock."""
@@ -265,7 +290,7 @@ class ModelScheduler:
                     continue
                 service = pool.estimator.estimate
                 if deadline != math.inf and service > (1 - RESPONSE_SLACK) * (deadline - now):
-                    pool.refused(now)
+                    pool.shed(now)
                     raise self._refusal(pool, 0, service, deadline - now)
                 pool.start(0, INLINE, now)
                 return pool, 0

@@ -12,6 +12,7 @@ import grpc
 import serve
 from protos import inference_pb2 as pb
 from protos import inference_pb2_grpc as pb_grpc
+from serve.admission import FrontWait
 from serve.datatypes import TRITON_ENUM
 from serve.drain import Drain
 from serve.errors import (DeadlineExpired, InvalidInput, ModelNotFound, Overloaded, QueueFull, ServeError,
@@ -40,6 +41,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         self.metrics = metrics
         self._ready = ready  # callable -> bool: False while starting or draining
         self.drain = Drain(lambda: metrics.inflight)  # how the server stops (serve/drain.py)
+        self.front_wait = FrontWait()  # each call's wait before the door, from its deadline
 
     @staticmethod
     def _fail(context, exc: BaseException) -> None:
@@ -127,15 +129,18 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         try:
             model = self.registry.get(request.model_name, request.model_version)
             remaining = context.time_remaining()
+            waited = 0.0
             if remaining is not None:
-                deadline = time.monotonic() + remaining
+                now = time.monotonic()
+                deadline = now + remaining
+                waited = self.front_wait.waited(context.peer(), remaining, now)
             elif model.config.slo_ms is not None:
                 deadline = time.monotonic() + model.config.slo_ms / 1e3
             else:
                 deadline = math.inf
             priority = _priority(request)
             scheduler = model.scheduler
-            scheduler.admit(deadline, priority)  # the door: shed before decode (serve/scheduler.py)
+            scheduler.admit(deadline, priority, waited)  # the door: shed before decode (serve/scheduler.py)
             inputs = model.codec.decode(request)
             names = model.codec.check_requested(request)
             decoded = perf_counter_ns()

@@ -3,7 +3,9 @@
 Every test keeps the model's one instance busy with a first run held at a gate, queues a
 second request behind it, and then submits a third from a task, with a callback scheduled
 right after it on the loop. If ``run`` held the loop, the callback runs only once the
-worker has taken the waiting jobs, after the gate opened; if not, it runs at once.
+worker has taken the waiting jobs, after the gate opened; if not, it runs at once. The
+shedding that starts the hold is a refusal for a deadline, or a standing backlog before
+the door (``admit``'s ``waited``: every call over BACKLOG_TURNS turns for BACKLOG_S).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import pytest
 import serve.scheduler as scheduler_module
 from backends.base import Backend, ModelSpec
 from serve.errors import Overloaded
-from serve.scheduler import HOLD_MAX_S, ModelScheduler
+from serve.scheduler import BACKLOG_TURNS, HOLD_MAX_S, ModelScheduler
 
 WAIT_S = 10.0  # what a helper thread waits for something the code under test should do at once
 
@@ -45,7 +47,7 @@ class GatedBackend(Backend):
 
 
 async def _third_request(scheduler: ModelScheduler, backend: GatedBackend, refuse: bool,
-                         pause_s: float = 0.0) -> tuple[bool, bool]:
+                         pause_s: float = 0.0, waits: tuple[float, ...] = ()) -> tuple[bool, bool]:
     """(whether the loop was seen holding, whether the gate was open when the loop next ran a callback)."""
     x = {"x": np.zeros(2)}
     first = scheduler.submit(x)
@@ -55,6 +57,8 @@ async def _third_request(scheduler: ModelScheduler, backend: GatedBackend, refus
     if refuse:
         with pytest.raises(Overloaded):
             scheduler.submit(x, deadline=time.monotonic() + 1e-4)  # cannot make it behind two
+    for waited in waits:  # each admitted: it can make its deadline
+        scheduler.admit(time.monotonic() + 10.0, waited=waited)
     if pause_s:
         await asyncio.sleep(pause_s)
     pool = scheduler.pools[0]
@@ -94,15 +98,37 @@ def test_while_shedding_the_loop_waits_until_the_worker_takes_the_waiting_jobs(m
     assert backend.runs == 3
 
 
-@pytest.mark.parametrize("case", ["no refusal", "long turns", "shedding over"])
+LONG, SHORT = (BACKLOG_TURNS + 1) * 1e-3, (BACKLOG_TURNS - 1) * 1e-3  # waits against turns of 1 ms
+
+
+def test_a_standing_backlog_before_the_door_starts_the_hold_without_a_refusal(monkeypatch) -> None:
+    """gRPC's core may shed an overload's excess before any call nears its deadline: then the wait
+    before the door is the only sign of the backlog."""
+    monkeypatch.setattr(scheduler_module, "HOLD_MAX_S", WAIT_S * 3)
+    monkeypatch.setattr(scheduler_module, "BACKLOG_S", 0.0)  # two long waits in a row stand
+    scheduler, backend = _scheduler(1e-3)
+    held, gate_open = asyncio.run(_third_request(scheduler, backend, refuse=False, waits=(LONG, LONG)))
+    scheduler.close()
+    assert held and gate_open
+    assert backend.runs == 3
+
+
+WAITS = {"short waits": (SHORT, SHORT, SHORT), "one long wait": (LONG,), "backlog broken": (LONG, SHORT, LONG)}
+
+
+@pytest.mark.parametrize("case", ["no refusal", "long turns", "shedding over", *WAITS])
 def test_the_loop_does_not_wait(case: str, monkeypatch) -> None:
     """A closed-loop client with calls queued and no deadline, a model whose turns are longer than
-    HOLD_MAX_S, and a device whose last refusal is older than SHED_HOLD_S never hold the loop."""
+    HOLD_MAX_S, a device whose last refusal is older than SHED_HOLD_S, calls that waited fewer than
+    BACKLOG_TURNS turns before the door, and long waits that do not stand (a burst, or broken by a
+    short one) never hold the loop."""
+    monkeypatch.setattr(scheduler_module, "BACKLOG_S", 0.0)  # two long waits in a row would stand
     if case == "shedding over":
         monkeypatch.setattr(scheduler_module, "SHED_HOLD_S", 0.05)
     scheduler, backend = _scheduler(HOLD_MAX_S * 3 if case == "long turns" else 1e-3)
-    held, gate_open = asyncio.run(_third_request(scheduler, backend, refuse=case != "no refusal",
-                                                 pause_s=0.1 if case == "shedding over" else 0.0))
+    held, gate_open = asyncio.run(_third_request(scheduler, backend, refuse=case in ("long turns", "shedding over"),
+                                                 pause_s=0.1 if case == "shedding over" else 0.0,
+                                                 waits=WAITS.get(case, ())))
     scheduler.close()
     assert not held and not gate_open
     assert backend.runs == 3
