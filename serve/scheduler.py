@@ -47,12 +47,13 @@ few microseconds of C++ each (serve/server.py, max_pending_rpcs), but every call
 loop takes costs ~130 us of grpc.aio before our handler, refused or not. On a model
 of ~1 ms that is the overload's cost: at 3x the loop used 0.42-0.47 of a core, most
 of it taking calls only to refuse them, and goodput fell to about half of capacity
-(0.25 with the hold: 69-90% of capacity on 2 cores shared with the load generator,
-82-96% with a core of its own). So, while a device is shedding (a request was refused for its deadline in the last
-``SHED_HOLD_S``) and its turns are short (at most ``HOLD_MAX_S``), ``run`` blocks the
-loop after queueing for as long as every instance has a job waiting, until a worker
-takes one (at most ``HOLD_MAX_S``): the loop takes calls no faster than the device
-finishes them, and the excess stays in the core, which sheds it. A refusal starts
+(0.25 with the hold: 69-93% of capacity on 2 cores shared with a Python load generator,
+82-96% with a core of its own). So, while a device is shedding (a request was refused for
+its deadline in the last ``SHED_HOLD_S``, or a backlog stood, below) and its turns are
+short (at most ``HOLD_MAX_S``), ``run`` blocks the loop after queueing for as long as
+every instance has a job waiting, until a worker takes one (at most ``HOLD_MAX_S``): the
+loop takes calls no faster than the device finishes them, and the excess stays in the
+core, which sheds it. A refusal starts
 the hold, not a queue: a closed-loop client with many calls in flight and no deadline
 never holds the loop, and keeps its calls in our queue rather than in the core's
 short one (measured: benchmarks/README.md, "Overload on a fast model", session 9).
