@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=1, help="load generator processes")
     parser.add_argument("--generator", choices=("py", "cc"), default="py",
                         help="py: benchmarks/loadgen.py (grpc.aio); cc: benchmarks/loadgen.cc (gRPC's C++ "
-                             "library, a tenth of the CPU a call; built on first use, needs libgrpc++-dev)")
+                             "library, a third of the CPU a call; built on first use, needs libgrpc++-dev)")
     parser.add_argument("--max-queue", type=int, default=4096, help="max_queue_size of every model")
     args = parser.parse_args(argv)
     loads = [float(x) for x in args.loads.split(",")]

@@ -25,7 +25,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <map>
@@ -203,7 +202,7 @@ class Generator {
     }
 
   private:
-    Call* send(Clock::time_point due, bool deadline) {
+    void send(Clock::time_point due, bool deadline) {
         auto* call = new Call;
         call->due = due;
         if (deadline && args_.timeout_ms > 0)
@@ -213,7 +212,6 @@ class Generator {
         call->reader->StartCall();
         call->reader->Finish(&call->reply, &call->status, call);
         ++in_flight_;
-        return call;
     }
 
     void finish(void* tag) {

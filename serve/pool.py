@@ -80,8 +80,9 @@ class InstancePool:
         self.load_hold_s = load_hold_s
         # Monotonic time until which the pool is shedding: set for ``shed_hold_s`` whenever a
         # request is refused because it could not make its deadline, or waited long before the
-        # door (serve/scheduler.py, "Intake hold", BACKLOG_TURNS). While it lasts the event loop waits on ``taken`` (``intake_waiters``
-        # of it) whenever every instance has a job waiting, and ``take`` wakes it.
+        # door (serve/scheduler.py, "Intake hold", BACKLOG_TURNS). While it lasts the event loop
+        # waits on ``taken`` (``intake_waiters`` of it) whenever every instance has a job waiting,
+        # and ``take`` wakes it.
         self.shedding_until = 0.0
         self.shed_hold_s = shed_hold_s
         self.taken = threading.Condition(lock)

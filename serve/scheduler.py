@@ -53,10 +53,10 @@ its deadline in the last ``SHED_HOLD_S``, or a backlog stood, below) and its tur
 short (at most ``HOLD_MAX_S``), ``run`` blocks the loop after queueing for as long as
 every instance has a job waiting, until a worker takes one (at most ``HOLD_MAX_S``): the
 loop takes calls no faster than the device finishes them, and the excess stays in the
-core, which sheds it. A refusal starts
-the hold, not a queue: a closed-loop client with many calls in flight and no deadline
-never holds the loop, and keeps its calls in our queue rather than in the core's
-short one (measured: benchmarks/README.md, "Overload on a fast model", session 9).
+core, which sheds it. A refusal starts the hold, not a queue: a closed-loop client with
+many calls in flight and no deadline never holds the loop, and keeps its calls in our
+queue rather than in the core's short one (measured: benchmarks/README.md, "Overload on
+a fast model", session 9).
 So does a standing backlog before the door (for ``BACKLOG_S`` every call waited over
 ``BACKLOG_TURNS`` turns, each wait read from the call's deadline against its
 connection's: serve/admission.py, FrontWait): when the core sheds the excess before
