@@ -59,7 +59,7 @@ class InstancePool:
 
     __slots__ = ("name", "instances", "queue", "estimator", "run_time", "cv", "busy", "started", "current",
                  "generation", "loaded_until", "load_hold_s", "shedding_until", "shed_hold_s", "taken",
-                 "intake_waiters", "backlog_since")
+                 "intake_waiters", "backlog_since", "backlog_last")
 
     def __init__(self, name: str, instances: Sequence[Backend], lock: threading.Lock, load_hold_s: float,
                  shed_hold_s: float) -> None:
@@ -87,9 +87,9 @@ class InstancePool:
         self.shed_hold_s = shed_hold_s
         self.taken = threading.Condition(lock)
         self.intake_waiters = 0
-        # Monotonic time since which every call waited long before the door; 0: the last did not
-        # (serve/scheduler.py, BACKLOG_TURNS).
-        self.backlog_since = 0.0
+        # Monotonic time since which every call waited long before the door, and of the last such
+        # call; 0: the last did not (serve/scheduler.py, BACKLOG_TURNS).
+        self.backlog_since = self.backlog_last = 0.0
 
     @property
     def queue_depth(self) -> int:

@@ -118,7 +118,11 @@ HOLD_MAX_S = 4e-3
 # deadline, and the loop and onnxruntime's spinning thread take both cores. Held, the same
 # load is served on 0.4 fewer cores (benchmarks/README.md, "Overload on a fast model",
 # session 11). At half of capacity a burst waited up to 16 turns for 4 calls in a row, at
-# 90% for 38 (~40 ms): a single long wait is a burst, not a backlog.
+# 90% for 38 (~40 ms): a single long wait is a burst, not a backlog. Nor are two long waits
+# with no call between them for as long: at concurrency 1, a client's calls in blocks with
+# idle gaps between them (benchmarks/paired_c1.py) read as a backlog standing across each gap
+# and shed 72 times in 3 rounds, every shed sending the next 0.1 s of calls off the inline
+# path (session 12; FrontWait also read each call's 0-1 ms of timeout rounding as a wait).
 BACKLOG_TURNS = 8
 BACKLOG_S = 0.02
 
@@ -262,11 +266,15 @@ class ModelScheduler:
             if finish > (1 - RESPONSE_SLACK) * (deadline - now):
                 pool.shed(now)  # it waited in gRPC and the loop: see LOAD_HOLD_S
                 raise self._refusal(pool, ahead, finish, deadline - now, "door")
-            if waited > BACKLOG_TURNS * pool.estimator.estimate > 0:  # see BACKLOG_TURNS
-                if not pool.backlog_since:
+            long_wait = BACKLOG_TURNS * pool.estimator.estimate
+            if waited > long_wait > 0:  # see BACKLOG_TURNS
+                # The first long wait, or the first after a gap of that long with no call at the door
+                # (a standing queue keeps them coming once a turn): a backlog may start from here.
+                if not pool.backlog_since or now - pool.backlog_last > long_wait:
                     pool.backlog_since = now
                 elif now - pool.backlog_since >= BACKLOG_S:  # a standing backlog: gRPC's core sheds
                     pool.shed(now)
+                pool.backlog_last = now
             else:
                 pool.backlog_since = 0.0
 

@@ -57,8 +57,11 @@ async def _third_request(scheduler: ModelScheduler, backend: GatedBackend, refus
     if refuse:
         with pytest.raises(Overloaded):
             scheduler.submit(x, deadline=time.monotonic() + 1e-4)  # cannot make it behind two
-    for waited in waits:  # each admitted: it can make its deadline
-        scheduler.admit(time.monotonic() + 10.0, waited=waited)
+    for waited in waits:  # each admitted: it can make its deadline; None: no call for 10 turns
+        if waited is None:
+            await asyncio.sleep(10e-3)
+        else:
+            scheduler.admit(time.monotonic() + 10.0, waited=waited)
     if pause_s:
         await asyncio.sleep(pause_s)
     pool = scheduler.pools[0]
@@ -113,15 +116,16 @@ def test_a_standing_backlog_before_the_door_starts_the_hold_without_a_refusal(mo
     assert backend.runs == 3
 
 
-WAITS = {"short waits": (SHORT, SHORT, SHORT), "one long wait": (LONG,), "backlog broken": (LONG, SHORT, LONG)}
+WAITS = {"short waits": (SHORT, SHORT, SHORT), "one long wait": (LONG,), "backlog broken": (LONG, SHORT, LONG),
+         "long waits apart": (LONG, None, LONG)}
 
 
 @pytest.mark.parametrize("case", ["no refusal", "long turns", "shedding over", *WAITS])
 def test_the_loop_does_not_wait(case: str, monkeypatch) -> None:
     """A closed-loop client with calls queued and no deadline, a model whose turns are longer than
     HOLD_MAX_S, a device whose last refusal is older than SHED_HOLD_S, calls that waited fewer than
-    BACKLOG_TURNS turns before the door, and long waits that do not stand (a burst, or broken by a
-    short one) never hold the loop."""
+    BACKLOG_TURNS turns before the door, and long waits that do not stand (a burst, broken by a
+    short one, or further apart than BACKLOG_TURNS turns with no call between) never hold the loop."""
     monkeypatch.setattr(scheduler_module, "BACKLOG_S", 0.0)  # two long waits in a row would stand
     if case == "shedding over":
         monkeypatch.setattr(scheduler_module, "SHED_HOLD_S", 0.05)
