@@ -34,9 +34,11 @@ by the variant's own capacity of that round; ``offered/capacity`` is the
 offered rate over that capacity (the median over rounds), the overload each
 variant really had, since the loads are multiples of the first variant's first
 reading. With ``--capacity-per-point`` each point measures its variant's
-capacity right before it (``--capacity-s`` more per point), offers that many
-times it, and divides its goodput by it: the first reading of a fresh server
-can be a quarter low even after a warm-up run. CPU, in cores (CPU seconds per second of
+capacity right before it and right after it (``--capacity-s`` twice more per
+point), offers that many times the reading before, and divides its goodput by
+the mean of the two: the first reading of a fresh server can be a quarter low
+even after a warm-up run, and on the MLP one server's readings 4 s apart
+ranged over 879-1,340/s (benchmarks/README.md, session 12). CPU, in cores (CPU seconds per second of
 the point, from /proc): ``client`` the generators', ``server`` the server
 process's, ``loop`` its main thread's (the event loop, where grpc.aio
 and every refusal run), ``machine`` everything on the machine (other people's
@@ -258,9 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loads", default="0.5,0.9,1.5,3", help="offered load as multiples of capacity")
     parser.add_argument("--rounds", type=int, default=1, help="repeats of every point, interleaved")
     parser.add_argument("--capacity-per-point", action="store_true",
-                        help="measure each variant's capacity again right before each of its points, "
-                             "not once a round; offer the load as a multiple of it and divide that "
-                             "point's goodput by it")
+                        help="measure each variant's capacity again right before and after each of its "
+                             "points, not once a round; offer the load as a multiple of the reading before "
+                             "and divide that point's goodput by the mean of the two")
     parser.add_argument("--clients", type=int, default=1, help="load generator processes")
     parser.add_argument("--generator", choices=("py", "cc"), default="py",
                         help="py: benchmarks/loadgen.py (grpc.aio); cc: benchmarks/loadgen.cc (gRPC's C++ "
@@ -311,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
                                         rate=rate, timeout_ms=timeout_ms, seed=r * 100 + i, pid=v.pid,
                                         cpus=CLIENT_CPUS if v.pinned else "", generator=args.generator)
                         out["rate"], out["capacity"] = rate, v.capacities[-1]  # offered; what goodput is a share of
+                        if args.capacity_per_point:  # bracketed: the mean of the readings before and after
+                            v.capacities.append(_capacity(v, requests[v.model], args))
+                            out["capacity"] = (out["capacity"] + v.capacities[-1]) / 2
                         v.rounds.setdefault(load, []).append(out)
                         loadavg.append(os.getloadavg()[0])
                 print(f"round {r + 1}/{args.rounds} done, load average {loadavg[-1]:.1f}", file=sys.stderr,
@@ -325,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.duration:g} s of arrivals per point, {args.rounds} round(s), {args.clients} generator process(es), "
           f"{os.cpu_count()} cores, load average {min(loadavg):.1f}-{max(loadavg):.1f}")
     print("# capacity (closed loop, concurrency 4), first and "
-          + ("before each point: " if args.capacity_per_point else "in each round: ")
+          + ("before and after each point: " if args.capacity_per_point else "in each round: ")
           + "; ".join(f"{v.label} {v.capacity:.0f}/s ({', '.join(f'{c:.0f}' for c in v.capacities)})"
                       for v in variants)
           + ("; loads are multiples of the capacity before each point\n" if args.capacity_per_point

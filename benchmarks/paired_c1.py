@@ -23,7 +23,8 @@ synchronous client blocks between requests, so each one reaches an idle server.
 ``--think-ms`` sleeps between requests (outside the timing), long enough for the
 event loop and onnxruntime's spinning pool threads to go to sleep: the wake-up
 from idle then counts in every request. ``--deadline-ms`` gives every request a gRPC
-deadline (bwserve then checks it at the door and when it claims the inline path).
+deadline (bwserve then checks it at the door and when it claims the inline path); a call
+past it (a stall of this shared machine) is timed as it ran and counted per server.
 
     .venv/bin/python benchmarks/paired_c1.py [--rounds 4] [--blocks 50] [--block 20] [--before TREE]
         [--client aio sync] [--think-ms 0] [--deadline-ms MS]
@@ -72,9 +73,28 @@ def sync_caller(address: str, model: str, inputs: dict[str, np.ndarray], timeout
     return call, client.close
 
 
+def _late(exc: Exception) -> bool:
+    """Whether a call failed for its deadline (grpc.aio's error or tritonclient's)."""
+    code = exc.code() if isinstance(exc, grpc.RpcError) else getattr(exc, "status", lambda: None)()
+    return "DEADLINE_EXCEEDED" in str(code)
+
+
+async def _call(call, late: list[int], server: int) -> None:
+    """One call; past its deadline (a stall of the machine), counted against ``server`` and timed as it is."""
+    try:
+        await call()
+    except Exception as exc:
+        if not _late(exc):
+            raise
+        late[server] += 1
+
+
 async def blocks(addresses: list[str], request, model: str, inputs, clients: list[str], count: int,
-                 size: int, warmup: int, think_s: float = 0.0, timeout: float | None = None) -> np.ndarray:
-    """Latencies (s), shaped (blocks, clients, servers, size): block b visits every server once per client."""
+                 size: int, warmup: int, think_s: float = 0.0,
+                 timeout: float | None = None) -> tuple[np.ndarray, list[int]]:
+    """Latencies (s), shaped (blocks, clients, servers, size): block b visits every server once per client;
+    and the calls per server that failed for their deadline."""
+    late = [0] * len(addresses)
     channels = [grpc.aio.insecure_channel(a) for a in addresses]
     closers = []
     try:
@@ -88,23 +108,23 @@ async def blocks(addresses: list[str], request, model: str, inputs, clients: lis
                 calls.append([call for call, _ in pairs])
                 closers += [close for _, close in pairs]
         for per_server in calls:
-            for call in per_server:
+            for i, call in enumerate(per_server):
                 for _ in range(warmup):
-                    await call()
+                    await _call(call, late, i)
         out = np.empty((count, len(clients), len(addresses), size))
         order = list(range(len(addresses)))
         for b in range(count):
             for k in (range(len(clients)) if b % 2 == 0 else reversed(range(len(clients)))):  # alternate
                 for i in order[b % len(order):] + order[:b % len(order)]:  # rotate who goes first
                     call = calls[k][i]
-                    await call()  # switches this server from idle to busy; not counted
+                    await _call(call, late, i)  # switches this server from idle to busy; not counted
                     for j in range(size):
                         t0 = time.perf_counter()
-                        await call()
+                        await _call(call, late, i)
                         out[b, k, i, j] = time.perf_counter() - t0
                         if think_s:
                             time.sleep(think_s)  # blocking: nothing of the client's runs meanwhile
-        return out
+        return out, late
     finally:
         for close in closers:
             close()
@@ -155,6 +175,7 @@ def main() -> None:
 
     started = datetime.datetime.now().isoformat(timespec="minutes")
     loads = []
+    lates = []  # per round, the calls per server that failed for their deadline
     rows = []
     with tempfile.TemporaryDirectory(prefix="bwserve-paired-") as tmp:
         work = Path(tmp)
@@ -178,10 +199,11 @@ def main() -> None:
                                        "serve.cli"] + command[1:]
                         servers.append(launch.start(name, command, port, request, work / f"{name}-{model}.log"))
                         check_outputs(servers[-1].address, request, expected)
-                    runs.append(asyncio.run(blocks([s.address for s in servers], request, model, inputs,
+                    out, late = asyncio.run(blocks([s.address for s in servers], request, model, inputs,
                                                    args.client, args.blocks, args.block, args.warmup,
-                                                   args.think_ms / 1e3,
-                                                   args.deadline_ms and args.deadline_ms / 1e3)))
+                                                   args.think_ms / 1e3, args.deadline_ms and args.deadline_ms / 1e3))
+                    runs.append(out)
+                    lates.append(late)
                 finally:
                     for server in servers:
                         server.stop()
@@ -199,7 +221,9 @@ def main() -> None:
     print(f"\n{started}, {describe_tree()}, {os.cpu_count()} cores, load average {min(loads):.1f}-{max(loads):.1f}; "
           f"{args.rounds} rounds x {args.blocks} sets of blocks x {args.block} requests per server and client"
           + (f", {args.think_ms:g} ms between requests" if args.think_ms else "")
-          + (f", {args.deadline_ms:g} ms deadlines" if args.deadline_ms else "") + "\n")
+          + (f", {args.deadline_ms:g} ms deadlines; calls past them (timed as they ran): "
+             + ", ".join(f"{n} {sum(r[i] for r in lates)}" for i, n in enumerate(SERVERS)) if args.deadline_ms else "")
+          + "\n")
     print("| model | client | server | p50 us | p99 us | block p50 / obvious's, median | 95% interval | "
           "blocks faster | per round |")
     print("|---|---|---|---:|---:|---:|---|---:|---|")
